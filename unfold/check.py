@@ -53,7 +53,8 @@ def check(rec: Recurrence) -> Recurrence:
                              rec.loss.expr.loc, "a scalar: wrap it in sum(...), mean(...), mse(...) "
                              "or softmax_cross_entropy(...)")
         loss = Loss(rec.loss.reduce, expr, rec.loss.loc)
-    return dataclasses.replace(rec, symbols=symbols, equations=equations, loss=loss, dims=dims)
+    return dataclasses.replace(rec, symbols=symbols, equations=equations, loss=loss, dims=dims,
+                               unchecked=rec)
 
 
 # -- dims and declarations ----------------------------------------------------

@@ -210,6 +210,9 @@ class Recurrence:
     functions: dict[str, sp.Lambda] = field(default_factory=dict)
     file: str = "<model>"
     dims: dict[str, int] = field(default_factory=dict)
+    #: what the checker was given: `bind` checks it again with new dims (a
+    #: checked recurrence cannot be re-checked: its literals are folded)
+    unchecked: "Recurrence | None" = field(default=None, repr=False, compare=False)
 
     # -- views ---------------------------------------------------------------
     def of_role(self, *roles: Role) -> list[Symbol]:
@@ -241,7 +244,7 @@ class Recurrence:
                              expected=f"one of {', '.join(self.dim_decls) or '(no dims)'}")
         decls = {k: ((int(dims[k]), loc) if k in dims else (v, loc))
                  for k, (v, loc) in self.dim_decls.items()}
-        return check(dataclasses.replace(self, dim_decls=decls, dims={}))
+        return check(dataclasses.replace(self.unchecked or self, dim_decls=decls, dims={}))
 
     def init_params(self, seed: int = 0, dtype=np.float64) -> dict[str, np.ndarray]:
         """Fresh values for every param and const, reproducible from `seed`."""
