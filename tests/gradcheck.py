@@ -109,9 +109,10 @@ def rel_error(analytic, numeric, floor=FLOOR) -> float:
 
 
 def check_model(rec, run: Run, value_and_grad=uf.value_and_grad, loss_fn=None, truncate=None,
-                eps=EPS) -> dict[str, float]:
+                eps=EPS, floor=FLOOR) -> dict[str, float]:
     """Max relative error per tensor between `value_and_grad` and central differences.
 
+    `floor` bounds the scale below (judge near-zero gradients absolutely).
     Also asserts that the gradient has exactly the expected keys and shapes and
     that the loss agrees with `loss_fn`."""
     loss_fn = loss_fn or (lambda r: reference_loss(rec, r))
@@ -126,5 +127,5 @@ def check_model(rec, run: Run, value_and_grad=uf.value_and_grad, loss_fn=None, t
     errors = {}
     for key, value in wanted.items():
         assert grads[key].shape == value.shape, f"{key}: {grads[key].shape} != {value.shape}"
-        errors[key] = rel_error(grads[key], numeric_grad(loss_fn, run, key, value, eps))
+        errors[key] = rel_error(grads[key], numeric_grad(loss_fn, run, key, value, eps), floor)
     return errors
