@@ -1,0 +1,58 @@
+"""Regenerate the figures: every zoo model in every view, plus the cell comparison.
+
+    python examples/figures/make_figures.py            # all, into build/figures/
+    python examples/figures/make_figures.py --readme   # the few the README shows, here
+
+The README figures (committed next to this script) are the Elman network's
+circuit and unfolded graph side by side and the Elman/LSTM/GRU cells; the
+full set is for looking at and is not committed.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import unfold
+from unfold import viz
+
+HERE = Path(__file__).resolve().parent
+MODELS = HERE.parent / "models"
+TAU = {"unfolded": 3, "side-by-side": 3, "ops": 2, "gradient": 3}
+
+
+def load(name: str):
+    return unfold.load(str(MODELS / f"{name}.rnn"))
+
+
+def readme_figures(out: Path) -> list[Path]:
+    elman = load("elman")
+    return [viz.save(viz.draw(elman, view="side-by-side", tau=3), out / "elman_side_by_side.png"),
+            viz.save(viz.draw(elman, view="gradient", tau=3), out / "elman_gradient.png"),
+            viz.save(viz.draw_compare([elman, load("lstm"), load("gru")]), out / "cells.png")]
+
+
+def all_figures(out: Path, fmt: str) -> list[Path]:
+    written = []
+    for path in sorted(MODELS.glob("*.rnn")):
+        rec = unfold.load(str(path))
+        for view in viz.VIEWS:
+            graph = viz.draw(rec, view=view, tau=TAU.get(view, 3))
+            written.append(viz.save(graph, out / f"{rec.name}_{view}.{fmt}"))
+    return written
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--readme", action="store_true", help="only the README figures, into examples/figures/")
+    ap.add_argument("--out", type=Path, default=Path("build/figures"))
+    ap.add_argument("--format", default="svg", choices=["svg", "png", "pdf", "dot"])
+    args = ap.parse_args(argv)
+    out = HERE if args.readme else args.out
+    out.mkdir(parents=True, exist_ok=True)
+    written = readme_figures(out) if args.readme else all_figures(out, args.format)
+    for p in written:
+        print(p)
+
+
+if __name__ == "__main__":
+    main()
