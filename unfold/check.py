@@ -175,6 +175,7 @@ def _step_order(rec: Recurrence, symbols: dict[str, Symbol]) -> list[Equation]:
                          " depends on itself with no delay", first.loc,
                          "one read in the cycle to be delayed, e.g. " + f"{first.name}[t-1] (a state)")
     _check_directions(rec, symbols, g)
+    _check_crossing(rec, symbols)
     pos = {eq.name: i for i, eq in enumerate(rec.equations)}
     order = nx.lexicographical_topological_sort(g, key=lambda n: pos[n])
     return [rec.equation(n) for n in order]
@@ -192,6 +193,29 @@ def _check_directions(rec: Recurrence, symbols: dict[str, Symbol], g: nx.DiGraph
                                  f"but reads `{a}[t]`, which runs the other way", rec.equation(s.name).loc,
                                  "states of one direction to depend on each other only; "
                                  "combine both directions in an output")
+
+
+def _check_crossing(rec: Recurrence, symbols: dict[str, Symbol]):
+    """Reject a forward and a backward state that depend on each other through
+    any delays.  Unfolded, every state also reads its own previous instance
+    (`hold`), so h[t] -> h[t+1] and g[t+1] -> g[t]; with h[t] reading g[t+k]
+    and g reading h[t-j], the delays of some cycle cancel out and an instance
+    needs itself (h[t] = f(g[t+1]), g[t] = f(h[t-1]): h[1] <- g[2] <- h[1])."""
+    g = nx.DiGraph()
+    for eq in rec.equations:
+        for r in reads(eq.expr):
+            if symbols[r.name].role in (Role.STATE, Role.INTER):
+                g.add_edge(r.name, eq.name, read=r)
+    for part in nx.strongly_connected_components(g):
+        directions = {symbols[n].direction: n for n in part if symbols[n].role is Role.STATE}
+        if len(directions) == 2:
+            a, b = directions[1], directions[-1]
+            cycle = nx.shortest_path(g, a, b) + nx.shortest_path(g, b, a)[1:]
+            raise ModelError(f"loop across steps: {' -> '.join(cycle)}: forward state `{a}` and "
+                             f"backward state `{b}` read each other, so once unfolded a step "
+                             "needs itself", g.edges[cycle[-2], cycle[-1]]["read"].loc,
+                             "a backward state that reads no forward state, or the reverse; "
+                             "combine both directions in an output")
 
 
 # -- shapes -------------------------------------------------------------------
