@@ -80,7 +80,8 @@ class _Parser:
             line = e.lineno or 1
             src = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
             col = e.offset or 1
-            raise ModelError(f"invalid syntax: {e.msg}", Loc(self.file, line, col, col + 1, src),
+            message = e.msg if e.msg.startswith("invalid syntax") else f"invalid syntax: {e.msg}"
+            raise ModelError(message, Loc(self.file, line, col, col + 1, src),
                              "Python expression syntax, one statement per line") from None
         for stmt in tree.body:
             self.statement(stmt)
