@@ -18,6 +18,7 @@ from unfold.circuit import circuit
 from unfold.unfolding import Kind
 
 from . import style
+from .unfolded import only_feeds_loss
 
 
 def add_circuit(g, rec, prefix: str = "") -> None:
@@ -27,7 +28,7 @@ def add_circuit(g, rec, prefix: str = "") -> None:
         g.node(prefix + name, **style.node_style(a["kind"], style.var_label(name)))
     for i, (u, v, a) in enumerate(c.edges(data=True)):
         label = style.param_label(a["params"])
-        if a["delay"] == 0 and c.nodes[u]["kind"] is Kind.TARGET:
+        if a["delay"] == 0 and c.nodes[u]["kind"] is Kind.TARGET and only_feeds_loss(c, u):
             g.edge(prefix + v, prefix + u, dir="back")  # y above L, as in Fig. 10.3
             continue
         if a["delay"] == 0:

@@ -64,20 +64,22 @@ def add_gradient(g, rec, tau: int, window: bool = False) -> None:
 
 def _add_accumulators(g, dag, flow) -> None:
     """∂L/∂W: one box per reader variable (h reads W, U, b), one dashed edge per
-    step into it.  Boxes sit on the bottom rank (rankdir=BT: `source`)."""
+    step into it.  The boxes share one row, at least two ranks below each reader,
+    which puts them under the inputs (rank=source would too, but makes graphviz
+    2.43 crash on the teacher-forcing model)."""
     readers: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for v, u in flow:
         if u in dag and dag.nodes[u]["kind"] in _SHARED:
             readers[dag.nodes[v]["name"]][u].append(v)
     with g.subgraph() as row:
-        row.attr(rank="source")
+        row.attr(rank="same")
         for name, params in sorted(readers.items()):
             row.node(f"grad/{name}", **style.node_style(Kind.PARAM, _sum_label(params)))
     for name, params in sorted(readers.items()):
         for v in sorted({v for vs in params.values() for v in vs}):
             # laid out box -> reader (the box ranks below), arrow drawn into the box
             g.edge(f"grad/{name}", v, dir="back", style="dashed", color=style.GRAD_COLOR,
-                   arrowsize="0.6")
+                   arrowsize="0.6", minlen="2")
 
 
 def _sum_label(params) -> str:

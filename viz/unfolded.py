@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import networkx as nx
+
 from unfold.circuit import circuit
 from unfold.unfolding import LOSS, Kind, unfold
 
@@ -78,13 +80,31 @@ def same_row(dag, u: str, v: str) -> bool:
     return dag.nodes[u]["name"] == dag.nodes[v]["name"] and v != LOSS
 
 
+def only_feeds_loss(graph, node: str) -> bool:
+    """A target read only by the loss is drawn above it (Fig. 10.3); one fed back
+    into the step (teacher forcing, Fig. 10.6) stays below, like an input."""
+    return all(graph.nodes[v]["kind"] in (Kind.LOSS_TERM, Kind.LOSS) for v in graph.successors(node))
+
+
+def _later_in_step(dag, u: str, v: str) -> bool:
+    """Does variable u depend on v within one step (o(t) on h(t))?  Then u is
+    ranked above v, and an edge u(t-1) -> v(t) runs downwards."""
+    t = dag.graph["tau"]
+    return f"{u}[{t}]" in dag and f"{v}[{t}]" in dag and nx.has_path(dag, f"{v}[{t}]", f"{u}[{t}]")
+
+
 def add_step_edge(g, dag, u: str, v: str, prefix: str = "", **attrs) -> None:
     """DAG edge u -> v, laid out so that time runs left to right and targets sit
     above their loss term (the textbook's y -> L points down)."""
     a, b = dag.nodes[u], dag.nodes[v]
     delay = b["t"] - a["t"] if a["t"] is not None and b["t"] is not None else 0
-    reverse = delay < 0 or (a["kind"] is Kind.TARGET and b["kind"] is Kind.LOSS_TERM)
-    add_edge(g, prefix + u, prefix + v, reverse, same_row(dag, u, v), delay != 0, **attrs)
+    reverse = delay < 0 or (a["kind"] is Kind.TARGET and only_feeds_loss(dag, u))
+    downward = delay > 0 and a["name"] != b["name"] and _later_in_step(dag, a["name"], b["name"])
+    reverse = reverse or downward  # Jordan's o(t-1) -> h(t): o sits above h; lay out h -> o
+    # a delayed read of data (teacher forcing's y(t-1) -> h(t)) and a downward one laid
+    # out upwards agree with the rows' order, so they may rank; other delayed edges must not
+    ranks = a["kind"] in (Kind.INPUT, Kind.TARGET) or downward
+    add_edge(g, prefix + u, prefix + v, reverse, same_row(dag, u, v), delay != 0 and not ranks, **attrs)
 
 
 def add_edge(g, u: str, v: str, reverse: bool, flat: bool, delayed: bool, **attrs) -> None:
