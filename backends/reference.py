@@ -15,7 +15,7 @@ import numpy as np
 
 from unfold.ops import REGISTRY
 from unfold.runargs import RunArgs
-from unfold.unfolding import Kind
+from unfold.unfolding import Kind, order
 
 _LEAVES = (Kind.PARAM, Kind.CONST, Kind.INPUT, Kind.TARGET)
 
@@ -31,13 +31,6 @@ class Context:
 
     def step_of(self, node: str) -> int:
         return self.dag.nodes[node]["t"]
-
-
-def order(g: nx.DiGraph) -> list[str]:
-    """Topological order, computed once per graph."""
-    if "order" not in g.graph:
-        g.graph["order"] = list(nx.topological_sort(g))
-    return g.graph["order"]
 
 
 def leaf_value(node: str, a: dict, run: RunArgs):
@@ -69,8 +62,9 @@ def run(g: nx.DiGraph, args: RunArgs, env: dict | None = None) -> dict:
             env[n] = sum(parts[1:], parts[0].copy()) if parts else 0.0
         elif kind is Kind.VJP:
             fwd = nodes[a["of"]]
-            fargs = [env[u] for u in fwd["inputs"]]
-            env[n] = REGISTRY[fwd["op"]].vjp(a["index"], env[a["inputs"][0]], fargs, env[a["of"]], fwd, ctx)
+            read = REGISTRY[fwd["op"]].reads(a["index"], len(fwd["inputs"]))
+            fargs = [env[u] if j in read else None for j, u in enumerate(fwd["inputs"])]
+            env[n] = REGISTRY[fwd["op"]].vjp(a["index"], env[a["inputs"][0]], fargs, fwd, ctx)
         else:
             env[n] = REGISTRY[a["op"]].forward([env[u] for u in a["inputs"]], a, ctx)
     return env

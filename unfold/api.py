@@ -24,8 +24,8 @@ def evaluate(rec: Recurrence, params, inputs=None, targets=None, init=None, leng
              tau=None, batch=None) -> dict[str, np.ndarray]:
     """Every state and intermediate as [T, B, ...], and `loss` (a float) if the
     model has one and targets are given, by the reference interpreter."""
-    from backends import reference
-    run = RunArgs.check(rec, params, inputs, targets, init, lengths, tau, batch)
+    from .backends import reference
+    run = RunArgs.check(rec, params, inputs, targets, init, lengths, tau, batch, need_targets=False)
     dag = unfold(rec, run.tau)
     env = reference.run(dag, run)
     out = {s.name: reference.stack(dag, env, s.name, run.tau) for s in rec.of_role(Role.STATE, Role.INTER)}

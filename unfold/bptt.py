@@ -22,9 +22,10 @@ import networkx as nx
 import numpy as np
 
 from .errors import InputError, ModelError
+from .ops import REGISTRY
 from .ir import Recurrence, Role
 from .runargs import RunArgs
-from .unfolding import LOSS, Kind, unfold, verify
+from .unfolding import LOSS, Kind, _graph, order, unfold, verify
 
 _CARRIES = (Kind.STATE, Kind.INIT)
 
@@ -40,14 +41,11 @@ def grad_graph(dag: nx.DiGraph, wrt=None, truncate: int | None = None, masked: b
     wrt: names of params/inputs to differentiate (default: all of them).
     masked: keep the adjoint edges of `hold` (only variable-length runs need them).
     """
-    from backends.reference import order  # the interpreter's cached order
     nodes = dag.nodes
     topo = order(dag)
     needs = _needs_gradient(dag, topo, wrt)
     tau = dag.graph["tau"]
     window = _window(tau, truncate)
-    g = dag.copy()
-    g.graph.pop("order", None)
     contributions: dict[str, list[str]] = defaultdict(list)
     new_nodes, new_edges = [], []
     for v in reversed(topo):
@@ -64,13 +62,14 @@ def grad_graph(dag: nx.DiGraph, wrt=None, truncate: int | None = None, masked: b
                     and window(nodes[u]["t"]) != window(a["t"]):
                 continue
             vj = f"vjp{i}:{v}"
+            args = a["inputs"]
+            read = tuple(args[j] for j in REGISTRY[a["op"]].reads(i, len(args)))
             new_nodes.append((vj, dict(kind=Kind.VJP, op=a["op"], of=v, index=i, t=a["t"],
-                                       shape=nodes[u]["shape"], inputs=(dv, *a["inputs"], v))))
+                                       shape=nodes[u]["shape"], inputs=(dv, *read))))
             contributions[u].append(vj)
-    g.add_nodes_from(new_nodes)
-    g.add_edges_from((u, v) for v, a in new_nodes for u in a["inputs"])
-    g.graph.update(seed=seed, truncate=truncate)
-    return g
+    graph = {k: v for k, v in dag.graph.items() if k != "order"}
+    # forward attribute dicts are shared with `dag`, never mutated
+    return _graph({**dict(dag.nodes(data=True)), **dict(new_nodes)}, **graph, seed=seed, truncate=truncate)
 
 
 def _needs_gradient(dag, topo, wrt) -> set[str]:
@@ -106,7 +105,7 @@ def value_and_grad(rec: Recurrence, params, inputs=None, targets=None, init=None
     `init:<state>` ([B, n], the sum over the state's initial instances).
     Consts and targets get none.
     """
-    from backends import reference
+    from .backends import reference
     if rec.loss is None:
         raise ModelError(f"model `{rec.name}` has no loss to differentiate", None,
                          "a line `loss = sum_t(...)`, `mean_t(...)` or `last_t(...)`")
@@ -149,7 +148,7 @@ def jacobian_norms(rec: Recurrence, params, inputs=None, state: str | None = Non
     Computed by the same reverse traversal, seeded at s[T] with each unit
     vector in turn; it shows gradients vanishing (norms falling with T - t)
     or exploding."""
-    from backends import reference
+    from .backends import reference
     state = state or (rec.states[0].name if rec.states else None)
     if state is None or rec.symbols.get(state) is None or rec.symbols[state].role is not Role.STATE:
         raise ModelError(f"jacobian_norms needs a state; {state!r} is not one of "

@@ -3,7 +3,8 @@
 An op is a class with two static methods on numpy arrays:
 
     forward(args, node, ctx) -> value
-    vjp(i, g, args, out, node, ctx) -> the contribution of adjoint g to args[i]
+    vjp(i, g, args, node, ctx) -> the contribution of adjoint g to args[i]
+    reads(i, n) -> which arguments that contribution reads (default: all)
 
 `node` is the DAG node's attribute dict (its `fn`, `attrs`, `t`, ...), `ctx`
 the run's context (batch size, the mask made from `lengths`).  Per-step values
@@ -25,7 +26,13 @@ from .ir import Reduce
 REGISTRY: dict[str, type] = {}
 
 
+def _all_args(i, n):
+    return tuple(range(n))
+
+
 def register(cls):
+    """Add an op; its adjoint reads all its arguments unless it says otherwise."""
+    cls.reads = staticmethod(getattr(cls, "reads", _all_args))
     REGISTRY[cls.name] = cls
     return cls
 
@@ -50,12 +57,16 @@ class MatMul:
     name = "matmul"
 
     @staticmethod
+    def reads(i, n):
+        return (1 - i,)  # dW needs v, dv needs W
+
+    @staticmethod
     def forward(args, node, ctx):
         a, v = args
         return v @ a.T
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
+    def vjp(i, g, args, node, ctx):
         a, v = args
         if i == 0:
             return g.T @ v if g.ndim == 2 else np.outer(g, v)
@@ -72,7 +83,7 @@ class Elementwise:
         return ew.numpy_eval(node["fn"].expr, _env(node["fn"], args)) + np.zeros((), ctx.dtype)
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
+    def vjp(i, g, args, node, ctx):
         d = ew.numpy_eval(ew.partials(node["fn"])[i], _env(node["fn"], args))
         return unbroadcast(np.broadcast_to(g * d, np.broadcast_shapes(g.shape, np.shape(d))),
                            np.shape(args[i]))
@@ -89,7 +100,7 @@ class Concat:
         return np.concatenate([np.broadcast_to(a, lead + a.shape[-1:]) for a in args], axis=-1)
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
+    def vjp(i, g, args, node, ctx):
         lo = sum(a.shape[-1] for a in args[:i])
         return unbroadcast(g[..., lo:lo + args[i].shape[-1]], args[i].shape)
 
@@ -105,7 +116,7 @@ class Slice:
         return args[0][..., lo:hi]
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
+    def vjp(i, g, args, node, ctx):
         lo, hi = node["attrs"]
         d = np.zeros(np.broadcast_shapes(args[0].shape[:-1], g.shape[:-1]) + args[0].shape[-1:], g.dtype)
         d[..., lo:hi] = g
@@ -122,7 +133,7 @@ class Sum:
         return args[0].sum(axis=-1, keepdims=True)
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
+    def vjp(i, g, args, node, ctx):
         return unbroadcast(np.broadcast_to(g, np.broadcast_shapes(g.shape, args[0].shape)), args[0].shape)
 
 
@@ -136,8 +147,8 @@ class Mean:
         return args[0].mean(axis=-1, keepdims=True)
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
-        return Sum.vjp(i, g, args, out, node, ctx) / args[0].shape[-1]
+    def vjp(i, g, args, node, ctx):
+        return Sum.vjp(i, g, args, node, ctx) / args[0].shape[-1]
 
 
 @register
@@ -151,7 +162,7 @@ class MSE:
         return ((a - b) ** 2).mean(axis=-1, keepdims=True)
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
+    def vjp(i, g, args, node, ctx):
         a, b = args
         d = g * (2.0 / a.shape[-1]) * (a - b)
         return unbroadcast(d if i == 0 else -d, args[i].shape)
@@ -173,7 +184,7 @@ class SoftmaxCrossEntropy:
         return -(y * log_softmax(z)).sum(axis=-1, keepdims=True)
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
+    def vjp(i, g, args, node, ctx):
         z, y = args
         lp = log_softmax(z)
         d = g * (np.exp(lp) * y.sum(axis=-1, keepdims=True) - y) if i == 0 else -g * lp
@@ -189,6 +200,10 @@ class Assign:
     name = "assign"
 
     @staticmethod
+    def reads(i, n):
+        return (i,)  # for its shape only
+
+    @staticmethod
     def forward(args, node, ctx):
         new = np.broadcast_to(args[0], (ctx.batch, *(node["shape"] or (1,))))
         if len(args) == 1 or ctx.mask is None:
@@ -196,7 +211,7 @@ class Assign:
         return np.where(ctx.mask[node["t"]][:, None], new, args[1])
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
+    def vjp(i, g, args, node, ctx):
         m = 1.0 if ctx.mask is None else ctx.mask[node["t"]][:, None]
         return unbroadcast(g * m if i == 0 else g * (1 - m), np.shape(args[i]))
 
@@ -213,7 +228,7 @@ class InitialState:
         return np.broadcast_to(np.asarray(src, ctx.dtype), (ctx.batch, *(node["shape"] or (1,)))).copy()
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
+    def vjp(i, g, args, node, ctx):
         if ctx.init.get(node["name"]) is not None:
             return np.zeros_like(args[0])  # the run's own init replaced the param
         return unbroadcast(g, args[0].shape)
@@ -225,6 +240,10 @@ class TimeReduce:
     the batch.  sum_t: sum of valid steps; mean_t: divided by each length;
     last_t: the term at the last step (states hold their final value)."""
     name = "loss"
+
+    @staticmethod
+    def reads(i, n):
+        return ()  # the weights come from the mask, not the terms
 
     @staticmethod
     def weights(node, ctx, t):
@@ -241,6 +260,6 @@ class TimeReduce:
         return sum(float(TimeReduce.weights(node, ctx, t) @ a[:, 0]) for t, a in zip(ts, args))
 
     @staticmethod
-    def vjp(i, g, args, out, node, ctx):
+    def vjp(i, g, args, node, ctx):
         w = TimeReduce.weights(node, ctx, ctx.step_of(node["inputs"][i]))
         return (g * w)[:, None].astype(ctx.dtype)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
-from .ir import Recurrence, Role
+from .ir import Recurrence, Role, reads
 
 FLOATS = (np.float32, np.float64)
 
@@ -45,6 +45,7 @@ class RunArgs:
         dt = np.dtype(dtype) if dtype is not None else (
             next(iter(params.values())).dtype if params else np.dtype(np.float64))
         seqs = {}
+        read_by_equations = {r.name for eq in rec.equations for r in reads(eq.expr)}
         for role, given, what in ((Role.INPUT, inputs, "input"), (Role.TARGET, targets, "target")):
             names = {s.name for s in rec.of_role(role)}
             extra = sorted(set(given) - names)
@@ -53,8 +54,8 @@ class RunArgs:
                                  f"{', '.join(sorted(names)) or '(none)'}")
             for s in rec.of_role(role):
                 if s.name not in given:
-                    if role is Role.TARGET and (rec.loss is None or not need_targets):
-                        continue
+                    if role is Role.TARGET and not (need_targets and rec.loss) and s.name not in read_by_equations:
+                        continue  # only the loss reads it, and no loss is asked for
                     raise InputError(f"missing {what} `{s.name}` ({'[T, B, ' if s.timed else '[B, '}"
                                      f"{', '.join(map(str, s.shape))}])")
                 seqs[s.name] = _array(s.name, given[s.name], dt, strict)

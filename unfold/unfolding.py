@@ -145,17 +145,27 @@ class _Builder:
                      for t in (steps[-1:] if last else steps)]
             self.add(LOSS, tuple(terms), kind=Kind.LOSS, op="loss", t=None, shape=(),
                      reduce=self.rec.loss.reduce, name=LOSS)
-        g = nx.DiGraph(tau=self.tau, level="op" if self.ops else "var", model=self.rec.name)
-        g.add_nodes_from(self.nodes.items())
-        g.add_edges_from(self.edges())
-        return g
+        return _graph(self.nodes, tau=self.tau, level="op" if self.ops else "var", model=self.rec.name)
 
-    def edges(self):
-        for v, a in self.nodes.items():
-            t = a["t"]
-            for u in a["inputs"]:
-                tu = self.nodes[u]["t"]
-                yield u, v, ({"delay": t - tu} if t is not None and tu is not None else {})
+
+def _graph(nodes: dict[str, dict], **graph_attrs) -> nx.DiGraph:
+    """A DiGraph whose edges are the nodes' `inputs`, with `delay` where both ends have a step.
+
+    Filled through networkx's own adjacency dicts: add_nodes_from/add_edges_from
+    cost seconds at τ = 10,000, and every edge here is known to be new."""
+    g = nx.DiGraph(**graph_attrs)
+    succ: dict[str, dict] = {n: {} for n in nodes}
+    pred: dict[str, dict] = {n: {} for n in nodes}
+    for v, a in nodes.items():
+        t = a["t"]
+        for u in a["inputs"]:
+            tu = nodes[u]["t"]
+            d = {"delay": t - tu} if t is not None and tu is not None else {}
+            succ[u][v] = pred[v][u] = d
+    g._node.update(nodes)
+    g._succ.update(succ)  # g._adj is g._succ
+    g._pred.update(pred)
+    return g
 
 
 def _reads(expr):
@@ -176,8 +186,18 @@ def unfold(rec: Recurrence, tau: int, level: str = "op") -> nx.DiGraph:
     if not isinstance(tau, int) or tau < 1:
         raise ValueError(f"tau must be a positive integer, not {tau!r}")
     g = _Builder(rec, tau, level).build()
-    verify(g)
+    try:
+        order(g)
+    except nx.NetworkXUnfeasible:
+        raise AssertionError(f"unfolded graph has a cycle: {nx.find_cycle(g)}") from None
     return g
+
+
+def order(g: nx.DiGraph) -> list[str]:
+    """Topological order, computed once per graph and kept on it."""
+    if "order" not in g.graph:
+        g.graph["order"] = list(nx.topological_sort(g))
+    return g.graph["order"]
 
 
 def verify(g: nx.DiGraph):

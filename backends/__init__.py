@@ -1,0 +1,1 @@
+"""Backends: one module per target (reference interpreter, numba CPU, numba CUDA)."""
