@@ -10,6 +10,7 @@
 from .api import evaluate
 from .bptt import clip_grad_norm, grad_graph, jacobian_norms, value_and_grad
 from .circuit import circuit
+from .compiler import compile
 from .dsl import load, parse
 from .errors import InputError, ModelError, UnfoldError
 from .ir import Recurrence, Role

@@ -87,11 +87,12 @@ class MatMul:
 
 @dataclass
 class Hoist:
-    """The same, for an input, for all steps at once before the loop."""
+    """The same, for an input read at t + shift, for all steps at once before the loop."""
     id: str
     input: str
     parts: list[tuple[str, str, int, int]]
     size: int
+    shift: int = 0
 
 
 @dataclass
@@ -196,7 +197,7 @@ class _Extract:
     def assign(self, s, root: str) -> str:
         """A state's value: its equation, or with lengths m*new + (1-m)*s[t-1]."""
         r = self.values[root]
-        if not self.masked and r.batched and r.size == s.shape[0] and r.var == s.name:
+        if not self.masked and r.op == "ew" and r.batched and r.size == s.shape[0] and r.var == s.name:
             return root
         a = ew.arg_symbols(3 if self.masked else 1)
         args = (root,)
@@ -226,14 +227,15 @@ def hoist(values: dict[str, Value]) -> list[Hoist]:
     groups: dict[str, list[Value]] = {}
     for v in values.values():
         if v.op == "matmul" and values[v.args[1]].op in LEAF_INPUTS and values[v.args[1]].offset is not None:
-            groups.setdefault(values[v.args[1]].name, []).append(v)
+            groups.setdefault(v.args[1], []).append(v)
     hoists = []
-    for name, members in groups.items():
+    for operand, members in groups.items():
         parts, lo = [], 0
         for v in members:
             parts.append((v.id, values[v.args[0]].name, lo, lo + v.size))
             lo += v.size
-        hoists.append(Hoist(f"P_{name}", name, parts, lo))
+        x = values[operand]
+        hoists.append(Hoist(f"P_{operand[3:]}", x.name, parts, lo, x.offset))
         for v in members:
             v.op = "hoisted"
     return hoists
@@ -294,8 +296,10 @@ def needed(values, groups, outputs, loss) -> set[str]:
     return out
 
 
-def fuse(values: dict[str, Value], groups: dict[str, tuple], stored: set[str]) -> dict[str, Fused]:
-    """One Fused stage per group, keyed by member id."""
+def fuse(values: dict[str, Value], groups: dict[str, tuple], stored: set[str],
+         read: set[str]) -> dict[str, Fused]:
+    """One Fused stage per group, keyed by member id.  `read`: values whose
+    adjoint can be nonzero (something outside the group reads them)."""
     members: dict[tuple, list[Value]] = {}
     for vid, key in groups.items():
         members.setdefault(key, []).append(values[vid])
@@ -313,20 +317,23 @@ def fuse(values: dict[str, Value], groups: dict[str, tuple], stored: set[str]) -
             exprs[v.id] = ew.compose(v.fn, args)
         outputs = [v.id for v in vs if v.id in stored]
         st = Fused(f"F{n}", key[1], inputs, outputs, {o: exprs[o] for o in outputs}, batched=key[2])
-        st.adjoints = adjoints(st, values)
+        st.adjoints = adjoints(st, values, [o for o in outputs if o in read])
         for v in vs:
             stage_of[v.id] = st
     return stage_of
 
 
-def adjoints(st: Fused, values: dict[str, Value]) -> dict[str, sp.Expr]:
-    """d(input) = sum_j g_j * d out_j / d input, in terms of stored outputs."""
+def adjoints(st: Fused, values: dict[str, Value], carrying: list[str]) -> dict[str, sp.Expr]:
+    """d(input) = sum_j g_j * d out_j / d input over the outputs that carry an
+    adjoint, written in terms of stored outputs."""
     big_first = sorted(st.exprs.items(), key=lambda kv: -sp.count_ops(kv[1]))
     adj = {}
     for a in st.inputs:
         if values[a].op in ("mask", "target"):
             continue
-        total = sum((grad_symbol(o) * sp.diff(e, symbol(a)) for o, e in st.exprs.items()), sp.Integer(0))
+        total = sum((grad_symbol(o) * sp.diff(st.exprs[o], symbol(a)) for o in carrying), sp.Integer(0))
+        if total == 0:
+            continue
         for o, e in big_first:  # s*(1-s) rather than sigmoid(x)*(1-sigmoid(x))
             if not e.is_Symbol:
                 total = total.subs(e, symbol(o))
@@ -356,7 +363,8 @@ def lower(rec: Recurrence, masked: bool = False) -> Program:
     matmuls = group(values)
     loop_of = _loops(rec, values)
     groups = fusion_groups(values, loop_of)
-    fused = fuse(values, groups, needed(values, groups, outputs, loss))
+    read = needed(values, groups, {s.name: outputs[s.name] for s in rec.states}, loss)
+    fused = fuse(values, groups, needed(values, groups, outputs, loss), read)
     statics, loops = _schedule(values, {**matmuls, **fused}, loop_of)
     states = [StateInfo(s.name, s.shape[0], s.direction, max(1, rec.max_delay(s.name)),
                         outputs[s.name], s.init) for s in rec.states]

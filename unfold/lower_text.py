@@ -37,7 +37,8 @@ def listing(program) -> str:
     if program.hoists:
         out.append("hoisted before the loop (one GEMM over all steps each)")
         for h in program.hoists:
-            out.append(f"  {h.id}[t] = {h.input}[t] @ {_parts(h.parts)}   -> "
+            t = f"t{h.shift:+d}" if h.shift else "t"
+            out.append(f"  {h.id}[t] = {h.input}[{t}] @ {_parts(h.parts)}   -> "
                        + ", ".join(f"{vid}=[{lo}:{hi}]" for vid, _, lo, hi in h.parts))
     sections = ([("static (params only, once)", program.statics)] if program.statics else [])
     for loop in program.loops:

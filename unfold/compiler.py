@@ -1,0 +1,191 @@
+"""`compile`: a recurrence in, a fast callable out (forward and BPTT).
+
+    fn = uf.compile(rec, target="cpu", dtype=np.float32)
+    out = fn(params, {"x": x})                       # like uf.evaluate
+    loss, grads = fn.value_and_grad(params, {"x": x}, {"y": y})
+    print(fn.source)                                  # the generated code
+
+Every argument is checked before a kernel runs (names, shapes, dtype,
+C-contiguity, lengths): numba does not bounds-check.  Generated source is
+cached on disk under a hash of the canonical recurrence, the options and the
+versions (`cache_dir`, default `$UNFOLD_CACHE_DIR` or the user cache dir), and
+numba caches its machine code beside it, so a second process starts warm.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import runtime
+from .errors import InputError, ModelError, UnfoldError
+from .ir import Recurrence
+from .runargs import RunArgs
+
+TARGETS = ("cpu", "cuda")
+MODES = ("rolled", "unrolled")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("UNFOLD_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("unfold"))
+
+
+def canonical(rec: Recurrence) -> str:
+    """The recurrence as text, without its file name: what the code depends on."""
+    return rec.listing().split("\n", 1)[1]
+
+
+class Compiled:
+    """A compiled recurrence; the kernels for runs with `lengths` are built on first use."""
+
+    def __init__(self, rec: Recurrence, target: str, dtype, mode: str, unroll: int, cache_dir: Path):
+        self.rec, self.target, self.dtype = rec, target, np.dtype(dtype)
+        self.mode, self.unroll, self.cache_dir = mode, unroll, Path(cache_dir)
+        self.cache_hits = 0   # modules loaded from the disk cache rather than generated
+        self._kernels: dict = {}
+
+    # -- building --------------------------------------------------------------
+    def backend(self):
+        if self.target == "cpu":
+            from .backends import numba_cpu
+            return numba_cpu
+        from .backends import numba_cuda
+        return numba_cuda
+
+    def program(self, masked: bool = False):
+        from .lower import lower
+        return lower(self.rec, masked=masked)
+
+    def key(self, masked: bool, tau: int | None) -> str:
+        import numba
+        from . import __version__
+        text = "\n".join([canonical(self.rec), self.target, self.dtype.name, self.mode, str(self.unroll),
+                          str(masked), str(tau), __version__, numba.__version__, _code_version()])
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def kernels(self, masked: bool, tau: int):
+        fixed = tau if self.mode == "unrolled" else None
+        k = (masked, fixed)
+        if k not in self._kernels:
+            self._kernels[k] = self._load(masked, fixed)
+        return self._kernels[k]
+
+    def _load(self, masked: bool, tau: int | None):
+        name = f"unfold_{self.rec.name}_{self.key(masked, tau)}"
+        path = self.cache_dir / f"{name}.py"
+        args_path = path.with_suffix(".args")
+        if path.exists() and args_path.exists():
+            self.cache_hits += 1
+            args = eval_args(args_path.read_text())
+        else:
+            program = self.program(masked)
+            source, args = self.backend().emit(program, self.dtype, unroll=self.unroll, tau=tau)
+            _atomic_write(path, source)
+            _atomic_write(args_path, repr(args))
+        module = _import(name, path)
+        return self.backend().Kernels(module, args, path.read_text())
+
+    @property
+    def source(self) -> str:
+        return self.kernels(False, None if self.mode == "rolled" else 4).source
+
+    # -- running ---------------------------------------------------------------
+    def _prepare(self, params, inputs, targets, init, lengths, tau, batch, need_targets=True):
+        run = RunArgs.check(self.rec, params, inputs, targets, init, lengths, tau, batch,
+                            strict=True, dtype=self.dtype, need_targets=need_targets)
+        program = self.program_for(run)
+        return run, program, runtime.prepare(program, run)
+
+    def program_for(self, run: RunArgs):
+        key = run.mask is not None
+        cache = self.__dict__.setdefault("_programs", {})
+        if key not in cache:
+            cache[key] = self.program(key)
+        return cache[key]
+
+    def __call__(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None):
+        run, program, bufs = self._prepare(params, inputs, targets, init, lengths, tau, batch, need_targets=False)
+        kern = self.kernels(run.mask is not None, run.tau)
+        loss = kern.forward(run.tau, run.batch, 0, bufs)
+        out = runtime.outputs(program, bufs, run.tau)
+        if program.loss and (targets or not self.rec.of_role(__import__("unfold").Role.TARGET)):
+            out["loss"] = float(loss)
+        return out
+
+    def value_and_grad(self, params, inputs=None, targets=None, init=None, lengths=None, truncate=None,
+                       tau=None, batch=None):
+        if self.rec.loss is None:
+            raise ModelError(f"model `{self.rec.name}` has no loss to differentiate")
+        if truncate is not None and (not isinstance(truncate, int) or truncate < 1):
+            raise InputError(f"truncate must be a positive number of steps, not {truncate!r}")
+        run, program, bufs = self._prepare(params, inputs, targets, init, lengths, tau, batch)
+        kern = self.kernels(run.mask is not None, run.tau)
+        loss = kern.forward(run.tau, run.batch, 0, bufs)
+        d = runtime.adjoint_buffers(program, bufs, run)
+        kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d})
+        return float(loss), runtime.gradients(program, d, run)
+
+
+@functools.lru_cache(maxsize=None)
+def _code_version() -> str:
+    """A hash of the code generators, so a changed generator never reuses old source."""
+    from . import backends
+    here = Path(__file__).parent
+    files = [here / n for n in ("lower.py", "codegen.py", "runtime.py", "elementwise.py")]
+    files += sorted(Path(backends.__file__).parent.glob("*.py"))
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files if f.exists())).hexdigest()[:16]
+
+
+def eval_args(text: str) -> dict:
+    import ast
+    return ast.literal_eval(text)
+
+
+def _atomic_write(path: Path, text: str):
+    """Write-then-rename: a concurrent reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _import(name: str, path: Path):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+def compile(rec: Recurrence, target: str = "cpu", dtype=np.float64, mode: str = "rolled",
+            unroll: int = 1, cache_dir=None) -> Compiled:
+    """Compile `rec` for `target` ("cpu" or "cuda").
+
+    mode="rolled" runs the step program in a time loop (compile time does not
+    depend on T); "unrolled" emits straight-line code for each T it is called
+    with; unroll=k repeats the step k times per loop trip."""
+    if target not in TARGETS:
+        raise UnfoldError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    if mode not in MODES:
+        raise UnfoldError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise UnfoldError(f"dtype must be float32 or float64, not {np.dtype(dtype)}")
+    if not isinstance(unroll, int) or unroll < 1:
+        raise UnfoldError(f"unroll must be a positive integer, not {unroll!r}")
+    if target == "cuda":
+        from .backends import numba_cuda
+        numba_cuda.require_device()
+    return Compiled(rec, target, dtype, mode, unroll, Path(cache_dir) if cache_dir else default_cache_dir())
