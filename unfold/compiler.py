@@ -19,6 +19,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -99,12 +100,25 @@ class Compiled:
     def source(self) -> str:
         return self.kernels(False, None if self.mode == "rolled" else 4).source
 
+    def ptx(self, cc=(9, 0)) -> str:
+        """PTX of every kernel (target "cuda"; needs no GPU)."""
+        if self.target != "cuda":
+            raise UnfoldError(f"PTX is for target='cuda', not {self.target!r}")
+        return self.backend().ptx(self.kernels(False, None if self.mode == "rolled" else 4), cc=cc)
+
     # -- running ---------------------------------------------------------------
+    def workspace(self) -> dict:
+        """Buffers reused across calls, one set per thread."""
+        local = self.__dict__.setdefault("_local", threading.local())
+        if not hasattr(local, "ws"):
+            local.ws = {}
+        return local.ws
+
     def _prepare(self, params, inputs, targets, init, lengths, tau, batch, need_targets=True):
         run = RunArgs.check(self.rec, params, inputs, targets, init, lengths, tau, batch,
                             strict=True, dtype=self.dtype, need_targets=need_targets)
         program = self.program_for(run)
-        return run, program, runtime.prepare(program, run)
+        return run, program, runtime.prepare(program, run, self.workspace())
 
     def program_for(self, run: RunArgs):
         key = run.mask is not None
@@ -131,7 +145,7 @@ class Compiled:
         run, program, bufs = self._prepare(params, inputs, targets, init, lengths, tau, batch)
         kern = self.kernels(run.mask is not None, run.tau)
         loss = kern.forward(run.tau, run.batch, 0, bufs)
-        d = runtime.adjoint_buffers(program, bufs, run)
+        d = runtime.adjoint_buffers(program, bufs, run, kern.args["backward"], self.workspace())
         kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d})
         return float(loss), runtime.gradients(program, d, run)
 
@@ -185,7 +199,4 @@ def compile(rec: Recurrence, target: str = "cpu", dtype=np.float64, mode: str = 
         raise UnfoldError(f"dtype must be float32 or float64, not {np.dtype(dtype)}")
     if not isinstance(unroll, int) or unroll < 1:
         raise UnfoldError(f"unroll must be a positive integer, not {unroll!r}")
-    if target == "cuda":
-        from .backends import numba_cuda
-        numba_cuda.require_device()
     return Compiled(rec, target, dtype, mode, unroll, Path(cache_dir) if cache_dir else default_cache_dir())

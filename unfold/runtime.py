@@ -113,17 +113,30 @@ def loss_weights(program: Program, run: RunArgs) -> np.ndarray:
     return np.ascontiguousarray(mask / B, dtype=run.dtype)
 
 
-def prepare(program: Program, run: RunArgs) -> dict[str, np.ndarray]:
+def buffer(ws: dict, name: str, shape: tuple, dtype, zero: bool = False) -> np.ndarray:
+    """A workspace array, reused across calls of one shape: fresh memory costs
+    page faults on every call, more than the kernels themselves at small sizes."""
+    a = ws.get(name)
+    if a is None or a.shape != tuple(shape) or a.dtype != dtype:
+        a = ws[name] = np.zeros(shape, dtype)
+    elif zero:
+        a.fill(0)
+    return a
+
+
+def prepare(program: Program, run: RunArgs, ws: dict | None = None) -> dict[str, np.ndarray]:
     """Every forward buffer: params, packed weights, inputs, states with their
-    initial values, empty histories, mask and loss weights."""
+    initial values, histories, mask and loss weights."""
+    ws = {} if ws is None else ws
     dt, T, B = run.dtype, run.tau, run.batch
     bufs = {f"p_{k}": (v.reshape(1) if v.ndim == 0 else v) for k, v in run.params.items()}
     bufs.update(packed_weights(program, run.params, dt))
     bufs.update({f"in_{k}": v for k, v in run.inputs.items()})
     for s in program.rec.of_role(Role.TARGET):  # a target the run does not need
-        bufs.setdefault(f"in_{s.name}", np.zeros(((T,) if s.timed else ()) + (B,) + s.shape, dt))
+        if f"in_{s.name}" not in bufs:
+            bufs[f"in_{s.name}"] = buffer(ws, f"in_{s.name}", ((T,) if s.timed else ()) + (B,) + s.shape, dt, True)
     for name, shape in forward_shapes(program, T, B).items():
-        bufs[name] = np.zeros(shape, dt)
+        bufs[name] = buffer(ws, name, shape, dt)  # the forward pass writes every step
     for s in program.states:
         bufs[f"S_{s.name}"][:s.depth] = initial_value(program, s, run)
         bufs[f"S_{s.name}"][T + s.depth:] = initial_value(program, s, run)
@@ -140,12 +153,14 @@ def initial_value(program: Program, s, run: RunArgs) -> np.ndarray:
     return np.broadcast_to(np.asarray(value, run.dtype), (run.batch, s.size))
 
 
-def adjoint_buffers(program: Program, bufs: dict[str, np.ndarray], run: RunArgs) -> dict[str, np.ndarray]:
-    """Zeroed adjoints of every forward buffer and param and input, and the
-    loss seed: d(loss term at t) = lw[t]."""
-    names = [*forward_shapes(program, run.tau, run.batch), *(f"p_{k}" for k in run.params),
-             *(f"in_{k}" for k in run.inputs)]
-    d = {f"d{n}": np.zeros_like(bufs[n]) for n in names}
+def adjoint_buffers(program: Program, bufs: dict[str, np.ndarray], run: RunArgs, names,
+                    ws: dict | None = None) -> dict[str, np.ndarray]:
+    """Zeroed adjoints of the buffers in `names` (what the backward kernel reads),
+    of every param and input, and the loss seed: d(loss term at t) = lw[t]."""
+    ws = {} if ws is None else ws
+    wanted = {n[1:] for n in names if n.startswith("d")} | {f"p_{k}" for k in run.params} \
+        | {f"in_{k}" for k in run.inputs} | {f"S_{s.name}" for s in program.states}
+    d = {f"d{n}": buffer(ws, f"d{n}", bufs[n].shape, bufs[n].dtype, zero=True) for n in sorted(wanted)}
     if program.loss:
         loc = locate(program, program.loss)
         seed = d[f"d{loc.buf}"]
@@ -171,8 +186,8 @@ def outputs(program: Program, bufs: dict[str, np.ndarray], T: int) -> dict[str, 
 def gradients(program: Program, d: dict[str, np.ndarray], run: RunArgs) -> dict[str, np.ndarray]:
     """Param, input and initial-state gradients from the adjoint buffers."""
     rec, T = program.rec, run.tau
-    grads = {s.name: d[f"dp_{s.name}"].reshape(s.shape) for s in rec.of_role(Role.PARAM)}
-    grads.update({s.name: d[f"din_{s.name}"] for s in rec.of_role(Role.INPUT)})
+    grads = {s.name: d[f"dp_{s.name}"].reshape(s.shape).copy() for s in rec.of_role(Role.PARAM)}
+    grads.update({s.name: d[f"din_{s.name}"].copy() for s in rec.of_role(Role.INPUT)})
     for s in program.states:
         dS = d[f"dS_{s.name}"]
         dinit = dS[:s.depth].sum(0) + dS[T + s.depth:].sum(0)
