@@ -169,27 +169,27 @@ class Emitter:
         x = self.acc.rows(st.operand)
         self.acc.used.add(f"W_{st.id}" if not st.batched else f"WT_{st.id}")
         if not st.batched:
-            w.line(f"{st.id}[:] = np.dot(W_{st.id}, {x})")
+            w.line(f"{st.id}[:] = _dot(W_{st.id}, {x})")
             return
         if "[" in x and ":" in x.split("[", 1)[1]:  # a column block: numba's dot wants contiguous rows
             x = f"np.ascontiguousarray({x})"
-        w.line(f"np.dot({x}, WT_{st.id}, {st.id}[t - 1])")
+        w.line(f"_mm({x}, WT_{st.id}, {st.id}[t - 1])")
 
     def matmul_adjoint(self, w: Writer, st: MatMul):
         if not self.differentiable(st.operand):
             return
         self.acc.used.add(f"W_{st.id}")
         if not st.batched:
-            w.line(f"_d = np.dot(d{st.id}, W_{st.id})")
+            w.line(f"_d = _dot(d{st.id}, W_{st.id})")
             self.add_rows(w, st.operand, "_d", static=True)
             return
-        w.line(f"_d = np.dot(d{st.id}[t - 1], W_{st.id})")
+        w.line(f"_d = _dot(d{st.id}[t - 1], W_{st.id})")
         self.add_rows(w, st.operand, "_d")
 
     def add_rows(self, w: Writer, vid: str, src: str, static: bool = False):
         guard = self.acc.guard(vid)
         target = self.acc.rows(vid, adjoint=True)
-        line = f"{target} += {src}"
+        line = f"_acc({target}, {src})"
         w.line(f"if {guard}: {line}" if guard else line)
 
     def differentiable(self, vid: str) -> bool:
@@ -201,19 +201,19 @@ class Emitter:
             if not isinstance(st, MatMul):
                 continue
             if st.batched:
-                w.line(f"_dw = np.dot(d{st.id}.reshape(T * B, {st.size}).T, {self.acc.all_rows(st.operand)})")
+                w.line(f"_dw = _dot(d{st.id}.reshape(T * B, {st.size}).T, {self.acc.all_rows(st.operand)})")
             else:
                 w.line(f"_dw = np.outer(d{st.id}, {self.acc.rows(st.operand)})")
             for _, name, lo, hi in st.parts:
                 self.acc.used.add(f"dp_{name}")
-                w.line(f"dp_{name} += _dw[{lo}:{hi}]")
+                w.line(f"_acc(dp_{name}, _dw[{lo}:{hi}])")
 
     def hoists(self, w: Writer):
         for h in self.p.hoists:
             n = self.p.rec.symbols[h.input].shape[0]
             s = -h.shift
             self.acc.used.update({h.id, f"in_{h.input}", f"WT_{h.id}"})
-            w.line(f"np.dot(in_{h.input}[:T - {s}].reshape((T - {s}) * B, {n}), WT_{h.id}, "
+            w.line(f"_mm(in_{h.input}[:T - {s}].reshape((T - {s}) * B, {n}), WT_{h.id}, "
                    f"{h.id}[{s}:].reshape((T - {s}) * B, {h.size}))")
 
     def hoist_gradients(self, w: Writer):
@@ -222,13 +222,13 @@ class Emitter:
             s = -h.shift
             self.acc.used.update({f"d{h.id}", f"W_{h.id}", f"in_{h.input}"})
             w.line(f"_dp = d{h.id}[{s}:].reshape((T - {s}) * B, {h.size})")
-            w.line(f"_dw = np.dot(_dp.T, in_{h.input}[:T - {s}].reshape((T - {s}) * B, {n}))")
+            w.line(f"_dw = _dot(_dp.T, in_{h.input}[:T - {s}].reshape((T - {s}) * B, {n}))")
             for _, name, lo, hi in h.parts:
                 self.acc.used.add(f"dp_{name}")
-                w.line(f"dp_{name} += _dw[{lo}:{hi}]")
+                w.line(f"_acc(dp_{name}, _dw[{lo}:{hi}])")
             if self.p.rec.symbols[h.input].role.value == "input":
                 self.acc.used.add(f"din_{h.input}")
-                w.line(f"din_{h.input}[:T - {s}] += np.dot(_dp, W_{h.id}).reshape(T - {s}, B, {n})")
+                w.line(f"_acc(din_{h.input}[:T - {s}], _dot(_dp, W_{h.id}).reshape(T - {s}, B, {n}))")
 
     # -- barrier ops -----------------------------------------------------------
     def op(self, w: Writer, st: OpStage, adjoint: bool):
@@ -324,41 +324,9 @@ import math
 import numba
 import numpy as np
 
+from unfold.backends.numba_helpers import _acc, _dot, _mm, _same_window, _tanh, _tile
+
 DT = np.{dtype}
-
-
-@numba.njit(cache=True, inline="always")
-def _same_window(t, u, T, trunc):
-    """Truncated BPTT: are steps t and u in one window of `trunc` steps?"""
-    if trunc == 0:
-        return True
-    return (min(max(t, 1), T) - 1) // trunc == (min(max(u, 1), T) - 1) // trunc
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy", fastmath=True)
-def _tanh(x):
-    """tanh for float32 as a rational function (Eigen's, error ~4 ulp): plain
-    arithmetic, so loops calling it vectorize, unlike libm's tanhf."""
-    x = min(max(x, DT(-7.90531110763549805)), DT(7.90531110763549805))
-    x2 = x * x
-    p = x2 * DT(-2.76076847742355e-16) + DT(2.00018790482477e-13)
-    p = x2 * p + DT(-8.60467152213735e-11)
-    p = x2 * p + DT(5.12229709037114e-08)
-    p = x2 * p + DT(1.48572235717979e-05)
-    p = x2 * p + DT(6.37261928875436e-04)
-    p = x2 * p + DT(4.89352455891786e-03)
-    q = x2 * DT(1.19825839466702e-06) + DT(1.18534705686654e-04)
-    q = x2 * q + DT(2.26843463243900e-03)
-    q = x2 * q + DT(4.89352518554385e-03)
-    return x * p / q
-
-
-@numba.njit(cache=True)
-def _tile(x, T):
-    out = np.empty((T * x.shape[0], x.shape[1]), x.dtype)
-    for t in range(T):
-        out[t * x.shape[0]:(t + 1) * x.shape[0]] = x
-    return out
 
 '''
 

@@ -12,8 +12,8 @@ import contextlib
 
 @contextlib.contextmanager
 def batch(w, v):
-    if v.batched:
-        with w.block("for b in range(B):"):
+    if v.batched:  # a writer may say how its target loops over sequences (CUDA: by thread)
+        with w.block(getattr(w, "batch_head", "for b in range(B):")):
             yield
     else:
         yield

@@ -1,0 +1,575 @@
+"""The numba CUDA backend: the same step program in, `@cuda.jit` source out.
+
+    source, args = emit(program, np.float32)      # a Python module as text
+    kernels = Kernels(module, args, source)        # .forward, .backward (numpy or device buffers)
+    text = ptx(kernels, cc=(9, 0))                 # PTX of every kernel, no GPU needed
+
+The time loops run inside one persistent kernel per pass (no launch per step):
+block k owns the sequences b0 = k*S .. b0+S-1 and its threads share the
+(sequence, unit) pairs of every stage, with `cuda.syncthreads()` between
+stages; per-step matmul weights sit in shared memory when they fit.  The
+hoisted projections and every weight gradient are tiled GEMMs over all steps
+(`_rows`, `_wgrad`) launched around it.  Adjoints that many sequences add
+into (params, param-only values) go to per-sequence rows and are summed after
+the loop by `_colsum`: no atomics anywhere.  Buffers and index expressions
+are the CPU backend's (`unfold.runtime`, `Access`), and so is the
+elementwise math (`ScalarPrinter` prints `math.*`, which numba.cuda compiles).
+See docs/cuda.md for the design and its performance model.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from unfold.codegen import Writer
+from unfold.errors import UnfoldError
+from unfold.lower import Fused, MatMul, OpStage, Program
+from unfold.runtime import forward_shapes, locate
+
+from .numba_cpu import Emitter
+
+SHARED_BYTES = 40 * 1024   # weights copied to shared memory up to this size (48 KiB static limit)
+WRITTEN = ("P_", "M_", "S_", "V_")
+
+
+def require_device():
+    """Raise a clear error unless a GPU or numba's CUDA simulator can run kernels."""
+    try:
+        from numba import cuda
+    except ImportError as e:  # pragma: no cover - numba-cuda is an optional extra
+        raise UnfoldError("target='cuda' needs numba-cuda: pip install 'unfold-rnn[cuda]', "
+                          "or use target='cpu'") from e
+    if not _simulated() and not cuda.is_available():
+        raise UnfoldError("target='cuda' found no CUDA GPU (numba.cuda.is_available() is False): set "
+                          "NUMBA_ENABLE_CUDASIM=1 to run the kernels in numba's CUDA simulator (slow, for "
+                          "testing), or use target='cpu'")
+
+
+def _simulated() -> bool:
+    from numba.cuda.core import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+class CudaWriter(Writer):
+    """Lines of a kernel: the op templates' batch loop becomes this block's sequences."""
+    batch_head = "for b in range(b0 + tid, b0 + nb, nthr):"
+
+
+class CudaEmitter(Emitter):
+    """Prints stages as the body of a persistent kernel (`looped`) or of the
+    one-block kernel of the param-only stages."""
+
+    def __init__(self, program: Program, dtype, unroll: int = 1, tau: int | None = None):
+        super().__init__(program, dtype, unroll, tau)
+        self.looped = False
+        self.partial: dict[str, int] = {}   # adjoint buffer -> width of its per-sequence rows
+        self.shared: dict[str, tuple] = {}  # weight buffer -> shape, in shared memory
+
+    # -- who does what -------------------------------------------------------
+    @contextlib.contextmanager
+    def units(self, w: Writer, n: int, j: str = "j"):
+        """Every (b, j) of the block's sequences (or every j of a param-only stage), once."""
+        if not self.looped:
+            with w.block(f"for {j} in range(tid, {n}, nthr):"):
+                yield
+            return
+        with w.block(f"for q in range(tid, nb * {n}, nthr):"):
+            w.line(f"b = b0 + q // {n}")
+            w.line(f"{j} = q % {n}")
+            yield
+
+    @contextlib.contextmanager
+    def serial(self, w: Writer):
+        """One thread per sequence (or thread 0 of a param-only stage)."""
+        head = CudaWriter.batch_head if self.looped else "if tid == 0:"
+        with w.block(head):
+            yield
+
+    def accumulate(self, w: Writer, vid: str, j: str, text: str):
+        loc = self.acc.loc(vid)
+        if self.looped and loc.kind in ("param", "static"):  # many sequences add here: a row each
+            buf = f"d{loc.buf}"
+            self.partial[buf] = 0
+            self.acc.used.add(f"b{buf}")
+            col = f"{loc.col} + {j}" if loc.col else j
+            w.line(f"b{buf}[b, {'0' if loc.size == 1 else col}] += {text}")
+            return
+        super().accumulate(w, vid, j, text)
+
+    # -- stages ----------------------------------------------------------------
+    def fused(self, w: Writer, st: Fused, adjoint: bool):
+        if adjoint and not st.adjoints:
+            return
+        w.line(f"# {st.id}: {', '.join(st.outputs)}" + (" (adjoint)" if adjoint else ""))
+        if not adjoint:
+            with self.units(w, st.size):
+                self.fused_body(w, st, "j", False)
+            return
+        # a scalar input broadcast over the units sums over j: one thread per sequence does it
+        scalar = {a for a in st.adjoints if self.p.values[a].size == 1 and st.size > 1}
+        full = dataclasses.replace(st, adjoints={a: e for a, e in st.adjoints.items() if a not in scalar})
+        if full.adjoints:
+            with self.units(w, st.size):
+                self.fused_body(w, full, "j", True)
+        if scalar:
+            part = dataclasses.replace(st, adjoints={a: st.adjoints[a] for a in sorted(scalar)})
+            with self.serial(w):
+                with w.block(f"for j in range({st.size}):"):
+                    self.fused_body(w, part, "j", True)
+
+    def weight(self, name: str, shape: tuple) -> str:
+        self.acc.used.add(name)
+        return f"s{name}" if name in self.shared else name
+
+    def packed(self, st: MatMul, i: str, prefix: str = "") -> str:
+        """Column i of a matmul stage's buffer (or of its adjoint) at step t."""
+        self.acc.used.add(prefix + st.id)
+        return f"{prefix}{st.id}[t - 1, b, {i}]" if st.batched else f"{prefix}{st.id}[{i}]"
+
+    def matmul(self, w: Writer, st: MatMul):
+        n = self.p.values[st.operand].size
+        wt = self.weight(f"WT_{st.id}", (n, st.size))
+        with self.units(w, st.size, "i"):
+            w.line("acc = dt(0.0)")
+            with w.block(f"for k in range({n}):"):
+                w.line(f"acc += {wt}[k, i] * {self.acc.read(st.operand, 'k')}")
+            w.line(f"{self.packed(st, 'i')} = acc")
+
+    def matmul_adjoint(self, w: Writer, st: MatMul):
+        if not self.differentiable(st.operand):
+            return
+        n = self.p.values[st.operand].size
+        wm = self.weight(f"W_{st.id}", (st.size, n))
+        with self.units(w, n, "k"):
+            w.line("acc = dt(0.0)")
+            with w.block(f"for i in range({st.size}):"):
+                w.line(f"acc += {self.packed(st, 'i', 'd')} * {wm}[i, k]")
+            self.accumulate(w, st.operand, "k", "acc")
+
+    def static_weight_gradient(self, w: Writer, st: MatMul):
+        """dW += outer(dM, x) for a param-only matmul (one block)."""
+        n = self.p.values[st.operand].size
+        with w.block(f"for q in range(tid, {st.size * n}, nthr):"):
+            w.line(f"i = q // {n}")
+            w.line(f"k = q % {n}")
+            for _, name, lo, hi in st.parts:
+                self.acc.used.add(f"dp_{name}")
+                g = self.packed(st, "i", "d")
+                w.line(f"if {lo} <= i < {hi}: dp_{name}[i - {lo}, k] += {g} * {self.acc.read(st.operand, 'k')}")
+
+    def stage(self, w: Writer, st, adjoint: bool):
+        if isinstance(st, OpStage) and not self.looped:
+            with w.block("if tid == 0:"):
+                super().stage(w, st, adjoint)
+        else:
+            super().stage(w, st, adjoint)
+        w.line("cuda.syncthreads()")
+
+    # -- kernels -----------------------------------------------------------------
+    def kernel(self, name: str, body, looped: bool) -> tuple[str, list[str]]:
+        self.acc.used, self.looped = set(), looped
+        w = CudaWriter()
+        w.depth = 1
+        body(w)
+        text = w.text()
+        head = CudaWriter()
+        head.depth = 1
+        head.line("dt = DT")
+        head.line("tid = cuda.threadIdx.x")
+        head.line("nthr = cuda.blockDim.x")
+        if looped:
+            head.line("b0 = cuda.blockIdx.x * S")
+            head.line("nb = min(S, B - b0)")
+        self.load_shared(head)
+        args = ["T", "B", "S", "trunc", *sorted(self.acc.used)]
+        return f"@cuda.jit(cache=True)\ndef {name}({', '.join(args)}):\n" + head.text() + text, args
+
+    def load_shared(self, w: Writer):
+        for name, (m, n) in self.shared.items():
+            if name in self.acc.used:
+                w.line(f"s{name} = cuda.shared.array(({m}, {n}), DT)")
+                with w.block(f"for q in range(tid, {m * n}, nthr):"):
+                    w.line(f"s{name}[q // {n}, q % {n}] = {name}[q // {n}, q % {n}]")
+        if any(name in self.acc.used for name in self.shared):
+            w.line("cuda.syncthreads()")
+
+    def plan_shared(self, transposed: bool):
+        """Per-step weights into shared memory, first come first served, while they fit."""
+        self.shared, room = {}, SHARED_BYTES
+        for loop in self.p.loops:
+            for st in loop.stages:
+                if isinstance(st, MatMul):
+                    n = self.p.values[st.operand].size
+                    size = st.size * n * self.dtype.itemsize
+                    if size <= room:
+                        room -= size
+                        shape = (n, st.size) if transposed else (st.size, n)
+                        self.shared[f"{'WT' if transposed else 'W'}_{st.id}"] = shape
+
+    def loops_forward(self, w: Writer):
+        for loop in self.p.loops:
+            def body(w, loop=loop):
+                for st in loop.stages:
+                    self.stage(w, st, False)
+            self.time_loop(w, loop, False, body)
+        if self.p.loss:  # each sequence's weighted loss terms, summed on the host
+            self.acc.used.update({"lw", "lossb"})
+            with self.serial(w):
+                w.line("acc = dt(0.0)")
+                with w.block("for t in range(1, T + 1):"):
+                    w.line(f"acc += lw[t - 1, b] * {self.acc.at(self.acc.loc(self.p.loss), '0')}")
+                w.line("lossb[b] = acc")
+
+    def loops_backward(self, w: Writer):
+        for loop in reversed(self.p.loops):
+            def body(w, loop=loop):
+                self.keeps(w, loop.stages)
+                for st in reversed(loop.stages):
+                    self.stage(w, st, True)
+            self.time_loop(w, loop, True, body)
+
+    def statics_forward(self, w: Writer):
+        for st in self.p.statics:
+            self.stage(w, st, False)
+
+    def statics_backward(self, w: Writer):
+        for st in reversed(self.p.statics):
+            self.stage(w, st, True)
+            if isinstance(st, MatMul):
+                self.static_weight_gradient(w, st)
+                w.line("cuda.syncthreads()")
+
+
+# -- host code: launches around the kernels ----------------------------------------
+
+def operand_rows(program: Program, vid: str) -> tuple[str, str, int, int, int]:
+    """(buffer, its expression, first step, first column, step stride) of a
+    value at t = 1..T: the operand of a weight gradient `_wgrad`."""
+    loc = locate(program, vid)
+    if loc.kind == "state":
+        return loc.buf, loc.buf, loc.depth + loc.shift, 0, 1
+    if loc.kind == "seq":
+        return loc.buf, loc.buf, 0, loc.col, 1
+    if loc.kind == "input_static":  # the same rows at every step
+        return loc.buf, f"{loc.buf}.reshape(1, B, {loc.size})", 0, 0, 0
+    raise UnfoldError(f"no weight-gradient layout for a per-step matmul of {vid} ({loc.kind})")
+
+
+class Host:
+    """The host functions `forward` and `backward`: kernel launches in stream order."""
+
+    def __init__(self, program: Program, width: int):
+        self.p, self.width = program, width
+        self.used: set[str] = set()
+
+    def forward(self, w: Writer, kernels: dict):
+        w.line(f"S, blocks, threads = _launch(B, {self.width})")
+        for h in self.p.hoists:  # P[t] = x[t + shift] @ W^T for all t (0 before x starts): one GEMM
+            s = -h.shift
+            self.used.update({f"in_{h.input}", f"WT_{h.id}", h.id})
+            w.line(f"_rows[_tiles(T * B, {h.size}), (TILE, TILE)]"
+                   f"(in_{h.input}, {-s}, 0, WT_{h.id}, {h.id}, 0, 0, T * B, B, 0)")
+        self.launch(w, "forward_statics", kernels, single=True)
+        w.line("lossb = _zeros((B,))")
+        self.launch(w, "forward_loops", kernels)
+        w.line("return float(lossb.copy_to_host().sum())")
+
+    def backward(self, w: Writer, kernels: dict, partial: dict[str, int]):
+        w.line(f"S, blocks, threads = _launch(B, {self.width})")
+        for buf, n in partial.items():
+            w.line(f"b{buf} = _zeros((B, {n}))")
+        self.launch(w, "backward_loops", kernels)
+        for buf, n in partial.items():  # the per-sequence rows, summed
+            self.used.add(buf)
+            w.line(f"_colsum[_grid({n}, 128), 128](b{buf}, {buf})")
+        self.launch(w, "backward_statics", kernels, single=True)
+        for st in self.p.stages():
+            if isinstance(st, MatMul) and st.batched:  # dW = sum over t, b of dM[t, b]^T x[t, b]
+                buf, x, t0, col, xs = operand_rows(self.p, st.operand)
+                for _, name, lo, hi in st.parts:
+                    self.wgrad(w, f"d{st.id}", 0, lo, hi, buf, x, f"{t0}, {col}, {xs}", name, "T")
+        for h in self.p.hoists:
+            s = -h.shift
+            with w.block(f"if T > {s}:"):
+                for _, name, lo, hi in h.parts:
+                    self.wgrad(w, f"d{h.id}", s, lo, hi, f"in_{h.input}", f"in_{h.input}", "0, 0, 1",
+                               name, f"T - {s}")
+                if self.p.rec.symbols[h.input].role.value == "input":
+                    n = self.p.rec.symbols[h.input].shape[0]
+                    self.used.update({f"W_{h.id}", f"din_{h.input}"})
+                    w.line(f"_rows[_tiles((T - {s}) * B, {n}), (TILE, TILE)]"
+                           f"(d{h.id}, {s}, 0, W_{h.id}, din_{h.input}, 0, 0, (T - {s}) * B, B, 1)")
+
+    def wgrad(self, w, g, gt0, lo, hi, buf, x, xpos, name, steps):
+        self.used.update({g, buf, f"dp_{name}"})
+        w.line(f"_wgrad[_tiles({hi - lo}, dp_{name}.shape[1]), (TILE, TILE)]"
+               f"({g}, {gt0}, {lo}, {x}, {xpos}, dp_{name}, {steps}, B)")
+
+    def launch(self, w: Writer, name: str, kernels: dict, single: bool = False):
+        if name in kernels:
+            self.used.update(a for a in kernels[name] if not a.startswith("bd") and a != "lossb")
+            grid = "1, threads" if single else "blocks, threads"
+            w.line(f"{name}[{grid}]({', '.join(kernels[name])})")
+
+    def function(self, name: str, body) -> tuple[str, list[str]]:
+        self.used = set()
+        w = Writer()
+        w.depth = 1
+        body(w)
+        args = ["T", "B", "trunc", *sorted(self.used - {"T", "B", "S", "trunc"})]
+        return f"def {name}({', '.join(args)}):\n" + w.text(), args
+
+
+PRELUDE = '''"""Generated by unfold from the step program of `{name}` for CUDA; do not edit."""
+import math
+
+import numpy as np
+from numba import cuda
+from numba.cuda.core import config as _config
+
+DT = np.{dtype}
+#: the simulator runs a Python thread per CUDA thread: small tiles and no warp rounding there
+TILE = 4 if _config.ENABLE_CUDASIM else 16
+WARP = 1 if _config.ENABLE_CUDASIM else 32
+MAX_THREADS = 512
+BLOCKS = 132   # the persistent kernels aim at one block per SM (H100: 132)
+
+
+def _grid(n, k):
+    return (n + k - 1) // k
+
+
+def _tiles(rows, cols):
+    return (_grid(cols, TILE), _grid(rows, TILE))
+
+
+def _launch(B, width):
+    """(sequences per block, blocks, threads per block) of the persistent kernels."""
+    S = _grid(B, BLOCKS)
+    return S, _grid(B, S), min(MAX_THREADS, _grid(S * width, WARP) * WARP)
+
+
+def _zeros(shape):
+    return cuda.to_device(np.zeros(shape, DT))
+
+
+@cuda.jit(device=True, inline="always")  # inlined: compile_ptx needs no device for it
+def _same_window(t, u, T, trunc):
+    """Truncated BPTT: are steps t and u in one window of `trunc` steps?"""
+    if trunc == 0:
+        return True
+    return (min(max(t, 1), T) - 1) // trunc == (min(max(u, 1), T) - 1) // trunc
+
+
+#: the CPU backend's float32 kernels print a rational `_tanh`; the GPU's own is fast
+_tanh = math.tanh
+
+
+@cuda.jit(cache=True)
+def _rows(A, at0, acol, W, C, ct0, ccol, R, B, accumulate):
+    """C[ct0 + r // B, r % B, ccol + c] (+)= sum_k A[at0 + r // B, r % B, acol + k] W[k, c]
+    for rows r < R of time-major buffers (A's rows before step 0 read as zeros):
+    a TILE x TILE tiled GEMM."""
+    sa = cuda.shared.array((TILE, TILE), DT)
+    sw = cuda.shared.array((TILE, TILE), DT)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    r = cuda.blockIdx.y * TILE + ty
+    c = cuda.blockIdx.x * TILE + tx
+    K, N = W.shape[0], W.shape[1]
+    acc = DT(0.0)
+    for k0 in range(0, K, TILE):
+        ok = r < R and at0 + r // B >= 0 and k0 + tx < K
+        sa[ty, tx] = A[at0 + r // B, r % B, acol + k0 + tx] if ok else DT(0.0)
+        sw[ty, tx] = W[k0 + ty, c] if c < N and k0 + ty < K else DT(0.0)
+        cuda.syncthreads()
+        for q in range(TILE):
+            acc += sa[ty, q] * sw[q, tx]
+        cuda.syncthreads()
+    if r < R and c < N:
+        if accumulate:
+            C[ct0 + r // B, r % B, ccol + c] += acc
+        else:
+            C[ct0 + r // B, r % B, ccol + c] = acc
+
+
+@cuda.jit(cache=True)
+def _wgrad(G, gt0, gcol, X, xt0, xcol, xs, dW, T, B):
+    """dW[i, k] += sum over t < T, b < B of G[gt0 + t, b, gcol + i] X[xt0 + xs t, b, xcol + k]:
+    a weight gradient over all steps at once, in TILE x TILE tiles."""
+    sg = cuda.shared.array((TILE, TILE), DT)
+    sx = cuda.shared.array((TILE, TILE), DT)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    i0, k0 = cuda.blockIdx.y * TILE, cuda.blockIdx.x * TILE
+    M, K, R = dW.shape[0], dW.shape[1], T * B
+    acc = DT(0.0)
+    for r0 in range(0, R, TILE):
+        r = r0 + ty
+        t, b = r // B, r % B
+        sg[ty, tx] = G[gt0 + t, b, gcol + i0 + tx] if r < R and i0 + tx < M else DT(0.0)
+        sx[ty, tx] = X[xt0 + xs * t, b, xcol + k0 + tx] if r < R and k0 + tx < K else DT(0.0)
+        cuda.syncthreads()
+        for q in range(TILE):
+            acc += sg[q, ty] * sx[q, tx]
+        cuda.syncthreads()
+    if i0 + ty < M and k0 + tx < K:
+        dW[i0 + ty, k0 + tx] += acc
+
+
+@cuda.jit(cache=True)
+def _colsum(part, out):
+    """out[j] += sum_b part[b, j]: the per-sequence adjoint rows of a param, reduced."""
+    j = cuda.grid(1)
+    if j < out.shape[0]:
+        acc = DT(0.0)
+        for b in range(part.shape[0]):
+            acc += part[b, j]
+        out[j] += acc
+'''
+
+
+def _ndims(program: Program) -> dict[str, int]:
+    """Every buffer's number of dimensions (for the PTX signatures)."""
+    nd = {name: len(shape) for name, shape in forward_shapes(program, 1, 1).items()}
+    for s in program.rec.symbols.values():
+        if s.role.value in ("param", "const"):
+            nd[f"p_{s.name}"] = max(1, len(s.shape))
+        elif s.role.value in ("input", "target"):
+            nd[f"in_{s.name}"] = 3 if s.timed else 2
+    for st in [*program.hoists, *(s for s in program.stages() if isinstance(s, MatMul))]:
+        nd[f"W_{st.id}"] = nd[f"WT_{st.id}"] = 2
+    nd.update(mask=2, lw=2, lossb=1)
+    nd.update({f"d{k}": v for k, v in nd.items()})
+    return nd
+
+
+def _signature(args: list[str], ndims: dict[str, int], dtype) -> str:
+    def one(a):
+        if a in ("T", "B", "S", "trunc"):
+            return "int64"
+        n = 2 if a.startswith("bd") else ndims[a]
+        return f"{np.dtype(dtype).name}[{', '.join([':'] * n)}]"
+    return f"void({', '.join(one(a) for a in args)})"
+
+
+HELPER_SIGNATURES = {"_rows": "void(A3, int64, int64, A2, A3, int64, int64, int64, int64, int64)",
+                     "_wgrad": "void(A3, int64, int64, A3, int64, int64, int64, A2, int64, int64)",
+                     "_colsum": "void(A2, A1)"}
+
+
+def emit(program: Program, dtype=np.float64, unroll: int = 1, tau: int | None = None):
+    """The generated module's source and the host functions' argument names.
+    `tau`: straight-line time loops for exactly that many steps (mode "unrolled")."""
+    dt = np.dtype(dtype)
+    e = CudaEmitter(program, dt, unroll, tau)
+    widths = {**{k: int(np.prod(v)) for k, v in forward_shapes(program, 1, 1).items()},
+              **{f"p_{s.name}": int(np.prod(s.shape)) for s in program.rec.symbols.values()}}
+    kernels, texts = {}, []
+    plan = [("forward_statics", e.statics_forward, False, None), ("forward_loops", e.loops_forward, True, True),
+            ("backward_loops", e.loops_backward, True, False), ("backward_statics", e.statics_backward, False, None)]
+    for name, body, looped, transposed in plan:
+        if not looped and not program.statics:
+            continue
+        e.shared = {}
+        if transposed is not None:
+            e.plan_shared(transposed)
+        text, args = e.kernel(name, body, looped)
+        kernels[name] = args
+        texts.append(text)
+    partial = {buf: widths[buf[1:]] for buf in e.partial}
+    host = Host(program, _width(program))
+    fwd, fargs = host.function("forward", lambda w: host.forward(w, kernels))
+    bwd, bargs = host.function("backward", lambda w: host.backward(w, kernels, partial))
+    ndims = _ndims(program)
+    sigs = {k: _signature(a, ndims, dt) for k, a in kernels.items()}
+    for k, sig in HELPER_SIGNATURES.items():
+        for n in (1, 2, 3):
+            sig = sig.replace(f"A{n}", f"{dt.name}[{', '.join([':'] * n)}]")
+        sigs[k] = sig
+    src = PRELUDE.format(name=program.rec.name, dtype=dt.name)
+    src += "\n\n" + "\n\n".join(texts) + "\n\n" + fwd + "\n\n" + bwd
+    src += "\n\n#: kernel -> signature, for `compile_ptx`\nSIGNATURES = {\n"
+    src += "".join(f"    {k!r}: {v!r},\n" for k, v in sigs.items()) + "}\n"
+    return src, {"forward": fargs, "backward": bargs}
+
+
+def _width(program: Program) -> int:
+    """The widest stage of the time loops: threads per sequence."""
+    sizes = [1]
+    for loop in program.loops:
+        for st in loop.stages:
+            sizes.append(st.size if isinstance(st, (Fused, MatMul)) else 1)
+            if isinstance(st, MatMul):
+                sizes.append(program.values[st.operand].size)
+    return max(sizes)
+
+
+class Kernels:
+    """The generated module's host functions, called with buffers by name.
+
+    numpy buffers are copied to the device and what the pass writes is copied
+    back into them; device arrays are used in place, and their results stay
+    on the device.  The device copies a forward pass made are reused by the
+    next backward pass for the same (identical) numpy arrays."""
+
+    def __init__(self, module, args: dict, source: str):
+        self.module, self.args, self.source = module, args, source
+        self._resident: dict = {}
+
+    def _call(self, name, T, B, trunc, bufs, written):
+        require_device()
+        from numba import cuda
+        scalars = {"T": T, "B": B, "trunc": trunc}
+        dev = {}
+        for a in self.args[name]:
+            if a in scalars:
+                continue
+            x, kept = bufs[a], self._resident.get(a)
+            if not isinstance(x, np.ndarray):
+                dev[a] = x
+            elif name == "forward" and a.startswith(("P_", "M_", "V_")):  # written before read
+                dev[a] = cuda.device_array(x.shape, x.dtype)
+            else:
+                dev[a] = kept[1] if kept is not None and kept[0] is x else cuda.to_device(x)
+        result = getattr(self.module, name)(*[scalars[a] if a in scalars else dev[a] for a in self.args[name]])
+        for a, d in dev.items():
+            if a.startswith(written) and isinstance(bufs[a], np.ndarray):
+                d.copy_to_host(bufs[a])
+        self._resident = {a: (bufs[a], d) for a, d in dev.items()} if name == "forward" else {}
+        return result
+
+    def forward(self, T, B, trunc, bufs):
+        return self._call("forward", T, B, trunc, bufs, WRITTEN)
+
+    def backward(self, T, B, trunc, bufs):
+        return self._call("backward", T, B, trunc, bufs, ("d",))
+
+
+def ptx(source_or_kernels, cc=(9, 0)) -> str:
+    """PTX of every kernel of a generated module (its source text or its Kernels)."""
+    from numba import cuda
+    if _simulated() or cuda.compile_ptx is None:
+        raise UnfoldError("PTX needs numba-cuda's compiler, not the simulator: unset NUMBA_ENABLE_CUDASIM")
+    module = getattr(source_or_kernels, "module", None) or _module(source_or_kernels)
+    out = []
+    for name, sig in module.SIGNATURES.items():
+        text, _ = cuda.compile_ptx(getattr(module, name).py_func, sig, cc=tuple(cc))
+        out.append(f"// ---- kernel {name}: {sig}\n{text}")
+    return "\n".join(out)
+
+
+def _module(source: str):
+    """Import generated source from a file of its own (numba caches need one)."""
+    path = Path(tempfile.mkdtemp(prefix="unfold_ptx_")) / "unfold_ptx_module.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"unfold_ptx_{abs(hash(source))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+__all__ = ["emit", "Kernels", "ptx", "require_device", "CudaEmitter"]
