@@ -17,3 +17,19 @@ from .ir import Recurrence, Role
 from .unfolding import Kind, unfold
 
 __version__ = "0.1.0"
+
+
+def zoo_path(name: str):
+    """The path of a built-in model: zoo_path("lstm") -> .../unfold/zoo/lstm.rnn."""
+    from pathlib import Path
+    path = Path(__file__).parent / "zoo" / f"{name}.rnn"
+    if not path.exists():
+        names = sorted(p.stem for p in path.parent.glob("*.rnn"))
+        raise ModelError(f"no built-in model {name!r}; the zoo has: {', '.join(names)}")
+    return path
+
+
+def draw(rec, view: str = "circuit", tau: int = 3, **options):
+    """A graphviz picture of `rec` (see unfold.viz.draw)."""
+    from .viz import draw as _draw
+    return _draw(rec, view=view, tau=tau, **options)

@@ -197,7 +197,8 @@ def parser() -> argparse.ArgumentParser:
                    choices=["circuit", "unfolded", "side-by-side", "ops", "gradient", "cell"])
     d.add_argument("-o", "--out", required=True, help="output file: .svg .png .pdf or .dot")
     d.add_argument("--force", action="store_true", help="draw even a very long unfolding")
-    add("demo", cmd_demo, "a tour on a built-in model")
+    dm = add("demo", cmd_demo, "a tour on a built-in model")
+    dm.add_argument("--out", default="demo-out", help="where the pictures go")
     return p
 
 
