@@ -20,7 +20,7 @@ import numpy as np
 
 from unfold.codegen import ScalarPrinter, Writer, assignments
 from unfold.lower import Fused, MatMul, OpStage, Program, grad_symbol, symbol
-from unfold.runtime import Loc, buffer_widths, locate
+from unfold.runtime import Loc, assigned_adjoints, buffer_widths, locate
 
 FASTMATH = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
 DECORATOR = f"@numba.njit(cache=True, error_model='numpy', fastmath={FASTMATH})"
@@ -116,6 +116,7 @@ class Emitter:
         self.dtype = np.dtype(dtype)
         self.unroll, self.tau = unroll, tau
         self.acc = Access(program)
+        self.assigned = assigned_adjoints(program)
 
     # -- elementwise stages --------------------------------------------------
     def names(self, st: Fused, j: str, adjoint: bool):
@@ -150,7 +151,8 @@ class Emitter:
     def accumulate(self, w: Writer, vid: str, j: str, text: str):
         target = self.acc.at(self.acc.loc(vid), j, adjoint=True)
         guard = self.acc.guard(vid)
-        w.line(f"{target} += {text}" if not guard else f"if {guard}: {target} += {text}")
+        op = "=" if vid in self.assigned else "+="
+        w.line(f"{target} {op} {text}" if not guard else f"if {guard}: {target} {op} {text}")
 
     def fused(self, w: Writer, st: Fused, adjoint: bool):
         if adjoint and not st.adjoints:

@@ -153,6 +153,39 @@ def initial_value(program: Program, s, run: RunArgs) -> np.ndarray:
     return np.broadcast_to(np.asarray(value, run.dtype), (run.batch, s.size))
 
 
+def assigned_adjoints(program: Program) -> set[str]:
+    """Values whose adjoint one elementwise stage writes whole, once per step:
+    the backward pass stores it (`=`) instead of adding, and its buffer needs
+    no zeroing when every value in it is such a value."""
+    readers: dict[str, int] = {}
+    writer: dict[str, Fused] = {}
+    for st in program.stages():
+        ids = st.inputs if isinstance(st, Fused) else [st.operand] if isinstance(st, MatMul) \
+            else list(program.values[st.value].args)
+        for vid in ids:
+            readers[vid] = readers.get(vid, 0) + 1
+            if isinstance(st, Fused) and vid in st.adjoints:
+                writer[vid] = st
+    return {vid for vid, n in readers.items() if n == 1 and vid in writer and vid != program.loss
+            and writer[vid].size == program.values[vid].size
+            and locate(program, vid).kind == "seq"}
+
+
+def unzeroed_buffers(program: Program) -> set[str]:
+    """Adjoint buffers written whole by `assigned_adjoints` values."""
+    assigned = assigned_adjoints(program)
+    by_buf: dict[str, list[str]] = {}
+    for vid, v in program.values.items():
+        if v.batched and v.op not in ("param", "input", "target", "carry", "mask"):
+            by_buf.setdefault(locate(program, vid).buf, []).append(vid)
+    covered = {}
+    for buf, vids in by_buf.items():
+        width = sum(program.values[v].size for v in vids)
+        full = buffer_widths(program).get(buf, width)
+        covered[buf] = all(v in assigned for v in vids) and width == full
+    return {f"d{b}" for b, ok in covered.items() if ok}
+
+
 def adjoint_buffers(program: Program, bufs: dict[str, np.ndarray], run: RunArgs, names,
                     ws: dict | None = None) -> dict[str, np.ndarray]:
     """Zeroed adjoints of the buffers in `names` (what the backward kernel reads),
@@ -160,7 +193,9 @@ def adjoint_buffers(program: Program, bufs: dict[str, np.ndarray], run: RunArgs,
     ws = {} if ws is None else ws
     wanted = {n[1:] for n in names if n.startswith("d")} | {f"p_{k}" for k in run.params} \
         | {f"in_{k}" for k in run.inputs} | {f"S_{s.name}" for s in program.states}
-    d = {f"d{n}": buffer(ws, f"d{n}", bufs[n].shape, bufs[n].dtype, zero=True) for n in sorted(wanted)}
+    keep = unzeroed_buffers(program)
+    d = {f"d{n}": buffer(ws, f"d{n}", bufs[n].shape, bufs[n].dtype, zero=f"d{n}" not in keep)
+         for n in sorted(wanted)}
     if program.loss:
         loc = locate(program, program.loss)
         seed = d[f"d{loc.buf}"]
