@@ -95,15 +95,16 @@ def draw(rec, view: str = "circuit", tau: int = 3, force: bool = False, **option
 
 def add_side_by_side(g, rec, tau: int, **options) -> None:
     """Fig. 10.2's layout: the circuit, an `unfold` arrow, the unfolded graph.
-    Clusters keep the halves apart; graphviz places them in input order."""
+    Clusters keep the halves apart; graphviz places them in input order.
+    newrank lets the unfolded half's `rank=same` rows (time order) hold inside
+    a cluster, where dot's default ranking would drop them."""
+    g.attr(newrank="true")
     with g.subgraph(name="cluster_circuit") as left:
         left.attr(label="", style="invis")
         add_circuit(left, rec, prefix="circuit/")
     g.node("unfold-arrow", label="unfold", shape="rarrow", style="filled", fillcolor="#f2f2f2",
            color="#999999", fontsize="13", margin="0.1,0.05")
-    with g.subgraph(name="cluster_unfolded") as right:
-        right.attr(label="", style="invis")
-        add_unfolded(right, rec, tau, prefix="", **options)
+    add_unfolded(g, rec, tau, prefix="", **options)
 
 
 def draw_compare(recs, titles=None) -> Drawing:
