@@ -53,7 +53,7 @@ def unfold_system() -> System:
         if key not in compiled:
             compiled[key] = uf.compile(model(*key), target="cpu", dtype=np.float32)
         fn = compiled[key]
-        return (lambda p, x, y: fn(p, {"x": x}, {"y": y}),
+        return (lambda p, x, y: fn.loss(p, {"x": x}, {"y": y}),
                 lambda p, x, y: fn.value_and_grad(p, {"x": x}, {"y": y}))
     return System("unfold", factory, "rss")
 

@@ -114,11 +114,13 @@ class Compiled:
             local.ws = {}
         return local.ws
 
-    def _prepare(self, params, inputs, targets, init, lengths, tau, batch, need_targets=True):
+    def _prepare(self, params, inputs, targets, init, lengths, tau, batch, need_targets=True,
+                 returned=False):
         run = RunArgs.check(self.rec, params, inputs, targets, init, lengths, tau, batch,
                             strict=True, dtype=self.dtype, need_targets=need_targets)
         program = self.program_for(run)
-        return run, program, runtime.prepare(program, run, self.workspace())
+        fresh = runtime.output_buffers(program) if returned else ()
+        return run, program, runtime.prepare(program, run, self.workspace(), fresh)
 
     def program_for(self, run: RunArgs):
         key = run.mask is not None
@@ -128,13 +130,22 @@ class Compiled:
         return cache[key]
 
     def __call__(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None):
-        run, program, bufs = self._prepare(params, inputs, targets, init, lengths, tau, batch, need_targets=False)
+        """Every state and intermediate [T, B, ...], and the loss: like `uf.evaluate`."""
+        run, program, bufs = self._prepare(params, inputs, targets, init, lengths, tau, batch,
+                                           need_targets=False, returned=True)
         kern = self.kernels(run.mask is not None, run.tau)
         loss = kern.forward(run.tau, run.batch, 0, bufs)
         out = runtime.outputs(program, bufs, run.tau)
         if program.loss and (targets or not self.rec.of_role(__import__("unfold").Role.TARGET)):
             out["loss"] = float(loss)
         return out
+
+    def loss(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None) -> float:
+        """The loss alone: the forward pass without returning its values."""
+        if self.rec.loss is None:
+            raise ModelError(f"model `{self.rec.name}` has no loss")
+        run, program, bufs = self._prepare(params, inputs, targets, init, lengths, tau, batch)
+        return float(self.kernels(run.mask is not None, run.tau).forward(run.tau, run.batch, 0, bufs))
 
     def value_and_grad(self, params, inputs=None, targets=None, init=None, lengths=None, truncate=None,
                        tau=None, batch=None):

@@ -124,9 +124,15 @@ def buffer(ws: dict, name: str, shape: tuple, dtype, zero: bool = False) -> np.n
     return a
 
 
-def prepare(program: Program, run: RunArgs, ws: dict | None = None) -> dict[str, np.ndarray]:
+def output_buffers(program: Program) -> set[str]:
+    """Buffers that hold a state or intermediate the forward pass returns."""
+    return {locate(program, vid).buf for vid in program.outputs.values()}
+
+
+def prepare(program: Program, run: RunArgs, ws: dict | None = None, fresh=()) -> dict[str, np.ndarray]:
     """Every forward buffer: params, packed weights, inputs, states with their
-    initial values, histories, mask and loss weights."""
+    initial values, histories, mask and loss weights.  Buffers named in `fresh`
+    are new arrays (returned to the caller); the rest come from the workspace."""
     ws = {} if ws is None else ws
     dt, T, B = run.dtype, run.tau, run.batch
     bufs = {f"p_{k}": (v.reshape(1) if v.ndim == 0 else v) for k, v in run.params.items()}
@@ -135,8 +141,8 @@ def prepare(program: Program, run: RunArgs, ws: dict | None = None) -> dict[str,
     for s in program.rec.of_role(Role.TARGET):  # a target the run does not need
         if f"in_{s.name}" not in bufs:
             bufs[f"in_{s.name}"] = buffer(ws, f"in_{s.name}", ((T,) if s.timed else ()) + (B,) + s.shape, dt, True)
-    for name, shape in forward_shapes(program, T, B).items():
-        bufs[name] = buffer(ws, name, shape, dt)  # the forward pass writes every step
+    for name, shape in forward_shapes(program, T, B).items():  # the forward pass writes every step
+        bufs[name] = np.empty(shape, dt) if name in fresh else buffer(ws, name, shape, dt)
     for s in program.states:
         bufs[f"S_{s.name}"][:s.depth] = initial_value(program, s, run)
         bufs[f"S_{s.name}"][T + s.depth:] = initial_value(program, s, run)
@@ -204,15 +210,16 @@ def adjoint_buffers(program: Program, bufs: dict[str, np.ndarray], run: RunArgs,
 
 
 def outputs(program: Program, bufs: dict[str, np.ndarray], T: int) -> dict[str, np.ndarray]:
-    """Every state and intermediate as [T, B, ...], like the reference's evaluate."""
+    """Every state and intermediate as [T, B, ...], like the reference's evaluate:
+    views of the buffers `prepare` made fresh for them."""
     out = {}
     for name, vid in program.outputs.items():
         loc = locate(program, vid)
         a = bufs[loc.buf]
         if loc.kind == "state":
-            out[name] = a[loc.depth:loc.depth + T].copy()
+            out[name] = a[loc.depth:loc.depth + T]
         elif loc.kind == "seq":
-            out[name] = a[:, :, loc.col:loc.col + loc.size].copy()
+            out[name] = a[:, :, loc.col:loc.col + loc.size]
         else:  # a param-only value: the same at every step
             out[name] = np.broadcast_to(a[loc.col:loc.col + loc.size], (T, bufs["lw"].shape[1], loc.size)).copy()
     return out
