@@ -89,26 +89,24 @@ def cmd_check(args):
     rec = _model(args)
     params, inputs, targets, init = random_run(rec, args.tau, args.batch, args.seed)
     print(f"gradient check of {rec.name}: tau={args.tau} batch={args.batch} float64, target={args.target}")
-    ok = True
-    if args.target != "reference":
-        ok = _check_compiled(rec, args, params, inputs, targets, init)
+    if args.target == "reference":
+        rows, ok = gradcheck(rec, params, inputs, targets, init=init), True
+    else:
         from .compiler import compile as compile_
         fn = compile_(rec, target=args.target, dtype=np.float64)
+        ok = _check_compiled(fn, rec, params, inputs, targets, init)
         vg = lambda r, p, i, t, **kw: fn.value_and_grad(p, i, t, **kw)  # noqa: E731
-        rows = gradcheck(rec, params, inputs, targets, init=init, value_and_grad=vg)
-    else:
-        rows = gradcheck(rec, params, inputs, targets, init=init)
+        loss = lambda p, i, ini: fn.loss(p, i, targets, init=ini)  # noqa: E731  (forward only)
+        rows = gradcheck(rec, params, inputs, targets, init=init, value_and_grad=vg, loss_fn=loss)
     print(table(rows))
     ok = ok and all(r.ok for r in rows)
     print("gradient check: " + ("passed" if ok else "FAILED"))
     return 0 if ok else 1
 
 
-def _check_compiled(rec, args, params, inputs, targets, init) -> bool:
+def _check_compiled(fn, rec, params, inputs, targets, init) -> bool:
     """Compiled values and gradients against the reference interpreter."""
     from .bptt import value_and_grad
-    from .compiler import compile as compile_
-    fn = compile_(rec, target=args.target, dtype=np.float64)
     loss_c, grads_c = fn.value_and_grad(params, inputs, targets, init=init)
     loss_r, grads_r = value_and_grad(rec, params, inputs, targets, init=init)
     print(f"{'tensor':<14} {'compiled vs reference max rel diff':>36}  ok")
