@@ -90,25 +90,26 @@ def cmd_check(args):
     params, inputs, targets, init = random_run(rec, args.tau, args.batch, args.seed)
     print(f"gradient check of {rec.name}: tau={args.tau} batch={args.batch} float64, target={args.target}")
     if args.target == "reference":
-        rows, ok = gradcheck(rec, params, inputs, targets, init=init), True
+        rows, ok = gradcheck(rec, params, inputs, targets, init=init, tau=args.tau, batch=args.batch), True
     else:
         from .compiler import compile as compile_
         fn = compile_(rec, target=args.target, dtype=np.float64)
-        ok = _check_compiled(fn, rec, params, inputs, targets, init)
+        size = dict(tau=args.tau, batch=args.batch)
+        ok = _check_compiled(fn, rec, params, inputs, targets, init, size)
         vg = lambda r, p, i, t, **kw: fn.value_and_grad(p, i, t, **kw)  # noqa: E731
-        loss = lambda p, i, ini: fn.loss(p, i, targets, init=ini)  # noqa: E731  (forward only)
-        rows = gradcheck(rec, params, inputs, targets, init=init, value_and_grad=vg, loss_fn=loss)
+        loss = lambda p, i, ini: fn.loss(p, i, targets, init=ini, **size)  # noqa: E731  (forward only)
+        rows = gradcheck(rec, params, inputs, targets, init=init, value_and_grad=vg, loss_fn=loss, **size)
     print(table(rows))
     ok = ok and all(r.ok for r in rows)
     print("gradient check: " + ("passed" if ok else "FAILED"))
     return 0 if ok else 1
 
 
-def _check_compiled(fn, rec, params, inputs, targets, init) -> bool:
+def _check_compiled(fn, rec, params, inputs, targets, init, size) -> bool:
     """Compiled values and gradients against the reference interpreter."""
     from .bptt import value_and_grad
-    loss_c, grads_c = fn.value_and_grad(params, inputs, targets, init=init)
-    loss_r, grads_r = value_and_grad(rec, params, inputs, targets, init=init)
+    loss_c, grads_c = fn.value_and_grad(params, inputs, targets, init=init, **size)
+    loss_r, grads_r = value_and_grad(rec, params, inputs, targets, init=init, **size)
     print(f"{'tensor':<14} {'compiled vs reference max rel diff':>36}  ok")
     ok = True
     for key in ["loss", *grads_r]:
