@@ -81,6 +81,7 @@ class _Builder:
     def __init__(self, rec: Recurrence, tau: int, level: str):
         self.rec, self.tau, self.ops = rec, tau, level == "op"
         self.nodes: dict[str, dict] = {}
+        self._ops: dict[int, list] = {}
 
     def add(self, node: str, inputs: tuple[str, ...] = (), **attrs) -> str:
         self.nodes[node] = dict(attrs, inputs=inputs)
@@ -88,6 +89,8 @@ class _Builder:
 
     def leaf(self, r: Read, t: int) -> str:
         """The node a read refers to at step t, created on first use."""
+        if r.offset is None and r.name in self.nodes:  # a param (or per-sequence input) seen before
+            return r.name
         s = self.rec.symbols[r.name]
         if s.role in (Role.PARAM, Role.CONST) or (s.role in (Role.INPUT, Role.TARGET) and not s.timed):
             if r.name not in self.nodes:
@@ -115,18 +118,31 @@ class _Builder:
             args = tuple(dict.fromkeys(self.leaf(r, t) for r in _reads(expr)))
             return self.add(node, args, kind=kind, op=None, t=t, shape=expr.shape, name=name)
         tmp: list[str] = []
-        for j, ins in enumerate(instrs):
-            args = tuple(tmp[a[1]] if isinstance(a, tuple) else self.leaf(a, t) for a in ins.args)
-            label = ins.node.name if ins.op == "ew" else ins.op
-            tmp.append(self.add(f"{node}/{j}:{label}", args, kind=Kind.OP, op=ins.op, t=t,
-                                shape=ins.node.shape, fn=ins.node.fn, attrs=ins.node.attrs,
-                                name=label, batched=ins.node.batched))
+        nodes = self.nodes
+        for ins, suffix, static in self.op_attrs(instrs):
+            args = tuple([tmp[a[1]] if a.__class__ is tuple else self.leaf(a, t) for a in ins.args])
+            tmp.append(node + suffix)
+            nodes[tmp[-1]] = {**static, "t": t, "inputs": args}
         root = tmp[-1] if tmp else self.leaf(expr, t)
         inputs = (root,)
         if kind is Kind.STATE:  # hold: the previous instance, kept after a sequence ends
             s = self.rec.symbols[name]
             inputs = (root, self.leaf(Read(name, -s.direction), t))
         return self.add(node, inputs, kind=kind, op="assign", t=t, shape=expr.shape, name=name)
+
+    def op_attrs(self, instrs: list[Instr]):
+        """Per op of a template: the instruction, its id suffix, and the
+        attributes every step's instance shares (made once, not τ times)."""
+        key = id(instrs)
+        if key not in self._ops:
+            out = []
+            for j, ins in enumerate(instrs):
+                label = ins.node.name if ins.op == "ew" else ins.op
+                out.append((ins, f"/{j}:{label}", dict(
+                    kind=Kind.OP, op=ins.op, shape=ins.node.shape, fn=ins.node.fn,
+                    attrs=ins.node.attrs, name=label, batched=ins.node.batched)))
+            self._ops[key] = out
+        return self._ops[key]
 
     def build(self) -> nx.DiGraph:
         defs = list(equations_with_loss(self.rec))
