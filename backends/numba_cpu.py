@@ -169,7 +169,7 @@ class Emitter:
     # -- matmuls ---------------------------------------------------------------
     def matmul(self, w: Writer, st: MatMul):
         x = self.acc.rows(st.operand)
-        self.acc.used.add(f"W_{st.id}" if not st.batched else f"WT_{st.id}")
+        self.acc.used.update({st.id, f"W_{st.id}" if not st.batched else f"WT_{st.id}"})
         if not st.batched:
             w.line(f"{st.id}[:] = _dot(W_{st.id}, {x})")
             return
@@ -180,7 +180,7 @@ class Emitter:
     def matmul_adjoint(self, w: Writer, st: MatMul):
         if not self.differentiable(st.operand):
             return
-        self.acc.used.add(f"W_{st.id}")
+        self.acc.used.update({f"W_{st.id}", f"d{st.id}"})
         if not st.batched:
             w.line(f"_d = _dot(d{st.id}, W_{st.id})")
             self.add_rows(w, st.operand, "_d", static=True)
@@ -202,6 +202,7 @@ class Emitter:
         for st in self.p.stages():
             if not isinstance(st, MatMul):
                 continue
+            self.acc.used.add(f"d{st.id}")
             if st.batched:
                 w.line(f"_dw = _dot(d{st.id}.reshape(T * B, {st.size}).T, {self.acc.all_rows(st.operand)})")
             else:

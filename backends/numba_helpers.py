@@ -23,7 +23,11 @@ F32 = np.float32
 @numba.njit(cache=True, inline="always", error_model="numpy", fastmath=True)
 def _tanh(x):
     """tanh for float32 as a rational function (Eigen's, error ~4 ulp): plain
-    arithmetic, so loops calling it vectorize, unlike libm's tanhf."""
+    arithmetic, so loops calling it vectorize, unlike libm's tanhf.  Beyond
+    |x| = 9.02, where tanhf is exactly +-1, so is this (so 1 - tanh**2 is 0)."""
+    big = F32(1.0) if x > F32(0.0) else F32(-1.0)
+    if abs(x) > F32(9.02):
+        return big
     x = min(max(x, F32(-7.90531110763549805)), F32(7.90531110763549805))
     x2 = x * x
     p = x2 * F32(-2.76076847742355e-16) + F32(2.00018790482477e-13)

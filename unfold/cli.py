@@ -125,7 +125,7 @@ def cmd_compile(args):
     rec = _model(args)
     fn = compile_(rec, target=args.target, dtype=np.dtype(args.dtype), mode=args.mode)
     if args.ir:
-        print(fn.program.listing())
+        print(fn.program().listing())
     if args.ptx:
         print(fn.ptx(cc=tuple(int(p) for p in args.cc.split("."))))
     if args.emit or not (args.ir or args.ptx):

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from . import elementwise as ew
+from .errors import ModelError
 from .ir import Read, Recurrence, Reduce, Role
 from .unfolding import LOSS, equations_with_loss, template
 
@@ -365,14 +366,15 @@ def lower(rec: Recurrence, masked: bool = False) -> Program:
     groups = fusion_groups(values, loop_of)
     read = needed(values, groups, {s.name: outputs[s.name] for s in rec.states}, loss)
     fused = fuse(values, groups, needed(values, groups, outputs, loss), read)
-    statics, loops = _schedule(values, {**matmuls, **fused}, loop_of)
+    statics, loops = _schedule(values, {**matmuls, **fused}, loop_of,
+                               {s.name: outputs[s.name] for s in rec.states})
     states = [StateInfo(s.name, s.shape[0], s.direction, max(1, rec.max_delay(s.name)),
                         outputs[s.name], s.init) for s in rec.states]
     return Program(rec, values, hoists, statics, loops, states, outputs, loss,
                    rec.loss.reduce if rec.loss else None, masked)
 
 
-def _schedule(values: dict[str, Value], stage_of: dict, loop_of: dict[str, str]):
+def _schedule(values: dict[str, Value], stage_of: dict, loop_of: dict[str, str], state_value: dict):
     """Stages in dependency order, split into the static prologue and time loops."""
     import graphlib
     stages, deps = {}, {}
@@ -388,24 +390,59 @@ def _schedule(values: dict[str, Value], stage_of: dict, loop_of: dict[str, str])
         st = stages[sid]
         member = next(vid for vid, s in stage_of.items() if s is st)
         (statics if not st.batched else loops.setdefault(loop_of[member], [])).append(st)
-    order = [("pre", 1), ("forward", 1), ("backward", -1), ("post", 1)]
-    return statics, [Loop(d, loops[label], label) for label, d in order if loops.get(label)]
+    direction = {"pre": 1, "forward": 1, "backward": -1, "post": 1}
+    return statics, [Loop(direction[label], loops[label], label)
+                     for label in _loop_order(values, loop_of, state_value, set(loops))]
+
+
+def _loop_order(values, loop_of, state_value, labels) -> list[str]:
+    """pre, forward, backward, post -- unless a loop reads a state of a later one
+    (a forward state reading g[t+1] of a backward state g): then that one first."""
+    deps = {label: set() for label in labels}
+    for vid, v in values.items():
+        for a in v.args:
+            src = values[a]
+            if src.op == "carry":
+                a = state_value[src.name]
+            elif src.op in LEAVES:
+                continue
+            if loop_of[vid] in labels and loop_of[a] in labels and loop_of[a] != loop_of[vid]:
+                deps[loop_of[vid]].add(loop_of[a])
+    order, preferred = [], [x for x in ("pre", "forward", "backward", "post") if x in labels]
+    while preferred:
+        ready = next((x for x in preferred if deps[x] <= set(order)), None)
+        if ready is None:
+            raise ModelError("the time loops depend on each other in a cycle: " + ", ".join(preferred),
+                             None, "forward and backward states that do not read each other")
+        order.append(ready)
+        preferred.remove(ready)
+    return order
 
 
 def _loops(rec: Recurrence, values: dict[str, Value]) -> dict[str, str]:
     """Which time loop each value runs in: `forward` (what forward states need),
     `backward`, `pre` (reads no state) and `post` (reads both directions).
-    With only forward states, everything runs in one loop."""
+    With only forward states, everything runs in one loop.
+
+    A value's directions are those of the states it reads; a carry s[t-k] has
+    the directions of s's own value, found by iterating to a fixed point (a
+    forward state reading a backward one runs in `post`, and so does its carry)."""
     if all(s.direction > 0 for s in rec.states):
         return {vid: "forward" for vid in values}
-    dirs: dict[str, set] = {}
-    for vid, v in values.items():
-        d = set()
-        state = rec.symbols.get(v.name if v.op == "carry" else v.var or "")
-        if state is not None and state.role is Role.STATE:
-            d.add(state.direction)
-        for a in v.args:
-            d |= dirs[a]
-        dirs[vid] = d
+    own = {vid: {rec.symbols[v.var].direction} for vid, v in values.items()
+           if v.var in rec.symbols and rec.symbols[v.var].role is Role.STATE}
+    state_value = {values[vid].var: vid for vid in own}
+    carried = {s.name: {s.direction} for s in rec.states}
+    while True:
+        dirs: dict[str, set] = {}
+        for vid, v in values.items():
+            d = set(own.get(vid, ())) | (carried[v.name] if v.op == "carry" else set())
+            for a in v.args:
+                d |= dirs[a]
+            dirs[vid] = d
+        new = {name: dirs[state_value[name]] if name in state_value else carried[name] for name in carried}
+        if new == carried:
+            break
+        carried = new
     label = {frozenset(): "pre", frozenset({1}): "forward", frozenset({-1}): "backward"}
     return {vid: label.get(frozenset(d), "post") for vid, d in dirs.items()}

@@ -212,7 +212,8 @@ class Assign:
 
     @staticmethod
     def vjp(i, g, args, node, ctx):
-        m = 1.0 if ctx.mask is None else ctx.mask[node["t"]][:, None]
+        held = len(node["inputs"]) == 2 and ctx.mask is not None  # only states hold
+        m = ctx.mask[node["t"]][:, None] if held else 1.0
         return unbroadcast(g * m if i == 0 else g * (1 - m), np.shape(args[i]))
 
 
