@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import sys
 import tempfile
 from pathlib import Path
 
@@ -272,7 +273,7 @@ class Host:
         for h in self.p.hoists:  # P[t] = x[t + shift] @ W^T for all t (0 before x starts): one GEMM
             s = -h.shift
             self.used.update({f"in_{h.input}", f"WT_{h.id}", h.id})
-            w.line(f"_rows[_tiles(T * B, {h.size}), (TILE, TILE)]"
+            w.line(f"_rows[_tiles(T * B, {h.size}), GEMM_BLOCK]"
                    f"(in_{h.input}, {-s}, 0, WT_{h.id}, {h.id}, 0, 0, T * B, B, 0)")
         self.launch(w, "forward_statics", kernels, single=True)
         w.line("lossb = _zeros((B,))")
@@ -286,7 +287,7 @@ class Host:
         self.launch(w, "backward_loops", kernels)
         for buf, n in partial.items():  # the per-sequence rows, summed
             self.used.add(buf)
-            w.line(f"_colsum[_grid({n}, 128), 128](b{buf}, {buf})")
+            w.line(f"_colsum[_grid({n}, MAX_THREADS), MAX_THREADS](b{buf}, {buf})")
         self.launch(w, "backward_statics", kernels, single=True)
         for st in self.p.stages():
             if isinstance(st, MatMul) and st.batched:  # dW = sum over t, b of dM[t, b]^T x[t, b]
@@ -302,12 +303,12 @@ class Host:
                 if self.p.rec.symbols[h.input].role.value == "input":
                     n = self.p.rec.symbols[h.input].shape[0]
                     self.used.update({f"W_{h.id}", f"din_{h.input}"})
-                    w.line(f"_rows[_tiles((T - {s}) * B, {n}), (TILE, TILE)]"
+                    w.line(f"_rows[_tiles((T - {s}) * B, {n}), GEMM_BLOCK]"
                            f"(d{h.id}, {s}, 0, W_{h.id}, din_{h.input}, 0, 0, (T - {s}) * B, B, 1)")
 
     def wgrad(self, w, g, gt0, lo, hi, buf, x, xpos, name, steps):
         self.used.update({g, buf, f"dp_{name}"})
-        w.line(f"_wgrad[_tiles({hi - lo}, dp_{name}.shape[1]), (TILE, TILE)]"
+        w.line(f"_wgrad[_tiles({hi - lo}, dp_{name}.shape[1]), GEMM_BLOCK]"
                f"({g}, {gt0}, {lo}, {x}, {xpos}, dp_{name}, {steps}, B)")
 
     def launch(self, w: Writer, name: str, kernels: dict, single: bool = False):
@@ -333,10 +334,13 @@ from numba import cuda
 from numba.cuda.core import config as _config
 
 DT = np.{dtype}
-#: the simulator runs a Python thread per CUDA thread: small tiles and no warp rounding there
-TILE = 4 if _config.ENABLE_CUDASIM else 16
-WARP = 1 if _config.ENABLE_CUDASIM else 32
-MAX_THREADS = 512
+#: the simulator runs a Python thread per CUDA thread, and waits on each at a
+#: barrier: there, few threads and blocks that loop (the same code paths)
+SIM = bool(_config.ENABLE_CUDASIM)
+TILE = 4 if SIM else 16
+WARP = 1 if SIM else 32
+MAX_THREADS = 8 if SIM else 512
+GEMM_BLOCKS = 2 if SIM else 65535
 BLOCKS = 132   # the persistent kernels aim at one block per SM (H100: 132)
 
 
@@ -345,7 +349,8 @@ def _grid(n, k):
 
 
 def _tiles(rows, cols):
-    return (_grid(cols, TILE), _grid(rows, TILE))
+    """Blocks of a tiled GEMM: one per TILE x TILE tile of the output, or fewer that loop."""
+    return min(_grid(rows, TILE) * _grid(cols, TILE), GEMM_BLOCKS)
 
 
 def _launch(B, width):
@@ -371,26 +376,69 @@ _tanh = math.tanh
 
 
 @cuda.jit(cache=True)
-def _rows(A, at0, acol, W, C, ct0, ccol, R, B, accumulate):
+def _rows_tiled(A, at0, acol, W, C, ct0, ccol, R, B, accumulate):
     """C[ct0 + r // B, r % B, ccol + c] (+)= sum_k A[at0 + r // B, r % B, acol + k] W[k, c]
     for rows r < R of time-major buffers (A's rows before step 0 read as zeros):
     a TILE x TILE tiled GEMM."""
     sa = cuda.shared.array((TILE, TILE), DT)
     sw = cuda.shared.array((TILE, TILE), DT)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    r = cuda.blockIdx.y * TILE + ty
-    c = cuda.blockIdx.x * TILE + tx
     K, N = W.shape[0], W.shape[1]
-    acc = DT(0.0)
-    for k0 in range(0, K, TILE):
-        ok = r < R and at0 + r // B >= 0 and k0 + tx < K
-        sa[ty, tx] = A[at0 + r // B, r % B, acol + k0 + tx] if ok else DT(0.0)
-        sw[ty, tx] = W[k0 + ty, c] if c < N and k0 + ty < K else DT(0.0)
-        cuda.syncthreads()
-        for q in range(TILE):
-            acc += sa[ty, q] * sw[q, tx]
-        cuda.syncthreads()
-    if r < R and c < N:
+    ncols = (N + TILE - 1) // TILE
+    for tile in range(cuda.blockIdx.x, ((R + TILE - 1) // TILE) * ncols, cuda.gridDim.x):
+        r = (tile // ncols) * TILE + ty
+        c = (tile % ncols) * TILE + tx
+        acc = DT(0.0)
+        for k0 in range(0, K, TILE):
+            ok = r < R and at0 + r // B >= 0 and k0 + tx < K
+            sa[ty, tx] = A[at0 + r // B, r % B, acol + k0 + tx] if ok else DT(0.0)
+            sw[ty, tx] = W[k0 + ty, c] if c < N and k0 + ty < K else DT(0.0)
+            cuda.syncthreads()
+            for q in range(TILE):
+                acc += sa[ty, q] * sw[q, tx]
+            cuda.syncthreads()
+        if r < R and c < N:
+            if accumulate:
+                C[ct0 + r // B, r % B, ccol + c] += acc
+            else:
+                C[ct0 + r // B, r % B, ccol + c] = acc
+
+
+@cuda.jit(cache=True)
+def _wgrad_tiled(G, gt0, gcol, X, xt0, xcol, xs, dW, T, B):
+    """dW[i, k] += sum over t < T, b < B of G[gt0 + t, b, gcol + i] X[xt0 + xs t, b, xcol + k]:
+    a weight gradient over all steps at once, in TILE x TILE tiles."""
+    sg = cuda.shared.array((TILE, TILE), DT)
+    sx = cuda.shared.array((TILE, TILE), DT)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    M, K, R = dW.shape[0], dW.shape[1], T * B
+    ncols = (K + TILE - 1) // TILE
+    for tile in range(cuda.blockIdx.x, ((M + TILE - 1) // TILE) * ncols, cuda.gridDim.x):
+        i0, k0 = (tile // ncols) * TILE, (tile % ncols) * TILE
+        acc = DT(0.0)
+        for r0 in range(0, R, TILE):
+            r = r0 + ty
+            t, b = r // B, r % B
+            sg[ty, tx] = G[gt0 + t, b, gcol + i0 + tx] if r < R and i0 + tx < M else DT(0.0)
+            sx[ty, tx] = X[xt0 + xs * t, b, xcol + k0 + tx] if r < R and k0 + tx < K else DT(0.0)
+            cuda.syncthreads()
+            for q in range(TILE):
+                acc += sg[q, ty] * sx[q, tx]
+            cuda.syncthreads()
+        if i0 + ty < M and k0 + tx < K:
+            dW[i0 + ty, k0 + tx] += acc
+
+
+@cuda.jit(cache=True)
+def _rows_simple(A, at0, acol, W, C, ct0, ccol, R, B, accumulate):
+    """`_rows_tiled` without tiles or barriers, one output per thread: for the simulator."""
+    K, N = W.shape[0], W.shape[1]
+    for e in range(cuda.grid(1), R * N, cuda.gridsize(1)):
+        r, c = e // N, e % N
+        acc = DT(0.0)
+        if at0 + r // B >= 0:
+            for k in range(K):
+                acc += A[at0 + r // B, r % B, acol + k] * W[k, c]
         if accumulate:
             C[ct0 + r // B, r % B, ccol + c] += acc
         else:
@@ -398,26 +446,21 @@ def _rows(A, at0, acol, W, C, ct0, ccol, R, B, accumulate):
 
 
 @cuda.jit(cache=True)
-def _wgrad(G, gt0, gcol, X, xt0, xcol, xs, dW, T, B):
-    """dW[i, k] += sum over t < T, b < B of G[gt0 + t, b, gcol + i] X[xt0 + xs t, b, xcol + k]:
-    a weight gradient over all steps at once, in TILE x TILE tiles."""
-    sg = cuda.shared.array((TILE, TILE), DT)
-    sx = cuda.shared.array((TILE, TILE), DT)
-    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    i0, k0 = cuda.blockIdx.y * TILE, cuda.blockIdx.x * TILE
-    M, K, R = dW.shape[0], dW.shape[1], T * B
-    acc = DT(0.0)
-    for r0 in range(0, R, TILE):
-        r = r0 + ty
-        t, b = r // B, r % B
-        sg[ty, tx] = G[gt0 + t, b, gcol + i0 + tx] if r < R and i0 + tx < M else DT(0.0)
-        sx[ty, tx] = X[xt0 + xs * t, b, xcol + k0 + tx] if r < R and k0 + tx < K else DT(0.0)
-        cuda.syncthreads()
-        for q in range(TILE):
-            acc += sg[q, ty] * sx[q, tx]
-        cuda.syncthreads()
-    if i0 + ty < M and k0 + tx < K:
-        dW[i0 + ty, k0 + tx] += acc
+def _wgrad_simple(G, gt0, gcol, X, xt0, xcol, xs, dW, T, B):
+    """`_wgrad_tiled` without tiles or barriers, one output per thread: for the simulator."""
+    M, K = dW.shape[0], dW.shape[1]
+    for e in range(cuda.grid(1), M * K, cuda.gridsize(1)):
+        i, k = e // K, e % K
+        acc = DT(0.0)
+        for t in range(T):
+            for b in range(B):
+                acc += G[gt0 + t, b, gcol + i] * X[xt0 + xs * t, b, xcol + k]
+        dW[i, k] += acc
+
+
+#: tiles on a GPU; in the simulator, barriers cost a thread switch each
+_rows, _wgrad = (_rows_simple, _wgrad_simple) if SIM else (_rows_tiled, _wgrad_tiled)
+GEMM_BLOCK = MAX_THREADS if SIM else (TILE, TILE)
 
 
 @cuda.jit(cache=True)
@@ -456,9 +499,9 @@ def _signature(args: list[str], ndims: dict[str, int], dtype) -> str:
     return f"void({', '.join(one(a) for a in args)})"
 
 
-HELPER_SIGNATURES = {"_rows": "void(A3, int64, int64, A2, A3, int64, int64, int64, int64, int64)",
-                     "_wgrad": "void(A3, int64, int64, A3, int64, int64, int64, A2, int64, int64)",
-                     "_colsum": "void(A2, A1)"}
+_ROWS = "void(A3, int64, int64, A2, A3, int64, int64, int64, int64, int64)"
+_WGRAD = "void(A3, int64, int64, A3, int64, int64, int64, A2, int64, int64)"
+HELPER_SIGNATURES = {"_rows_tiled": _ROWS, "_wgrad_tiled": _WGRAD, "_colsum": "void(A2, A1)"}
 
 
 def emit(program: Program, dtype=np.float64, unroll: int = 1, tau: int | None = None):
@@ -513,8 +556,9 @@ class Kernels:
 
     numpy buffers are copied to the device and what the pass writes is copied
     back into them; device arrays are used in place, and their results stay
-    on the device.  The device copies a forward pass made are reused by the
-    next backward pass for the same (identical) numpy arrays."""
+    on the device.  A backward pass reuses the device copies that the forward
+    pass just before it made of the same numpy arrays (value_and_grad runs
+    them back to back); a forward pass always copies (workspaces are reused)."""
 
     def __init__(self, module, args: dict, source: str):
         self.module, self.args, self.source = module, args, source
@@ -524,18 +568,19 @@ class Kernels:
         require_device()
         from numba import cuda
         scalars = {"T": T, "B": B, "trunc": trunc}
-        dev = {}
+        dev, reuse = {}, (self._resident if name == "backward" else {})
         for a in self.args[name]:
             if a in scalars:
                 continue
-            x, kept = bufs[a], self._resident.get(a)
+            x, kept = bufs[a], reuse.get(a)
             if not isinstance(x, np.ndarray):
                 dev[a] = x
             elif name == "forward" and a.startswith(("P_", "M_", "V_")):  # written before read
                 dev[a] = cuda.device_array(x.shape, x.dtype)
             else:
                 dev[a] = kept[1] if kept is not None and kept[0] is x else cuda.to_device(x)
-        result = getattr(self.module, name)(*[scalars[a] if a in scalars else dev[a] for a in self.args[name]])
+        with _simulator_pace():
+            result = getattr(self.module, name)(*[scalars[a] if a in scalars else dev[a] for a in self.args[name]])
         for a, d in dev.items():
             if a.startswith(written) and isinstance(bufs[a], np.ndarray):
                 d.copy_to_host(bufs[a])
@@ -547,6 +592,21 @@ class Kernels:
 
     def backward(self, T, B, trunc, bufs):
         return self._call("backward", T, B, trunc, bufs, ("d",))
+
+
+@contextlib.contextmanager
+def _simulator_pace():
+    """numba's simulator busy-waits on its threads at every barrier, handing them
+    the GIL every 5 ms; a short switch interval, only while kernels run, is 5x faster."""
+    if not _simulated():
+        yield
+        return
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 def ptx(source_or_kernels, cc=(9, 0)) -> str:
