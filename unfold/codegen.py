@@ -67,7 +67,7 @@ class ScalarPrinter(PythonCodePrinter):
         b = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Pow"])
         if exp == sp.S.Half:
             return f"math.sqrt({self._print(base)})"
-        if exp.is_Integer and 1 <= abs(int(exp)) <= 4 and base.is_Symbol:
+        if exp.is_Integer and 1 <= abs(int(exp)) <= 8 and base.is_Symbol:
             prod = "*".join([b] * abs(int(exp)))
             return f"({prod})" if exp > 0 else f"({self._num(1)}/({prod}))"
         if exp.is_Integer:  # LLVM turns an integer power into multiplications
@@ -117,8 +117,27 @@ PRINTED_FUNCTIONS = {ew.sigmoid, ew.softplus, ew.relu, ew.step, sp.sign, sp.Abs,
 
 
 def assignments(exprs: dict[str, sp.Expr], printer: ScalarPrinter, prefix: str = "z"):
-    """(temporaries, outputs): `sympy.cse` over all expressions, printed."""
+    """(temporaries, outputs): `sympy.cse` over all expressions, printed.
+
+    The base of an integer power gets a temporary of its own, so `tanh(c)**2`
+    prints as `z = tanh(c)` and `z*z`: a float32 `**` in numba would go
+    through float64 `pow` and stop the loop from vectorizing."""
     keys = list(exprs)
-    temps, reduced = sp.cse([exprs[k] for k in keys], symbols=sp.numbered_symbols(prefix))
-    lines = [(str(s), printer.doprint(e)) for s, e in temps]
+    names = sp.numbered_symbols(prefix)
+    temps, reduced = sp.cse([exprs[k] for k in keys], symbols=names)
+    out_temps = []
+
+    def split_powers(e):
+        for pw in sorted(e.atoms(sp.Pow), key=sp.count_ops):
+            base, n = pw.args
+            if n.is_Integer and not base.is_Symbol and not base.is_Number:
+                s = next(names)
+                out_temps.append((s, split_powers(base)))
+                e = e.subs(base, s)
+        return e
+
+    for sym, e in temps:
+        out_temps.append((sym, split_powers(e)))
+    reduced = [split_powers(e) for e in reduced]
+    lines = [(str(s), printer.doprint(e)) for s, e in out_temps]
     return lines, {k: printer.doprint(e) for k, e in zip(keys, reduced)}

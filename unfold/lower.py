@@ -183,8 +183,11 @@ class _Extract:
 
     def equation(self, name: str, expr) -> str:
         instrs = template(expr)
-        if not instrs:
-            return self.leaf(expr)
+        if not instrs:  # `o[t] = x[t]`: a value of its own, so the output has a buffer
+            src = self.values[self.leaf(expr)]
+            a = ew.arg_symbols(1)
+            return self.add(Value(f"v_{name}", "ew", (src.id,), src.size, src.batched,
+                                  sp.Lambda(a, a[0]), var=name))
         ids: list[str] = []
         for j, ins in enumerate(instrs):
             args = tuple(ids[a[1]] if isinstance(a, tuple) else self.leaf(a) for a in ins.args)
