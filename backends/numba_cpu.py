@@ -300,13 +300,17 @@ class Emitter:
                     w.line(f"loss += lw[t - 1, b] * {self.acc.at(loc, '0')}")
         w.line("return loss")
 
-    def backward_body(self, w: Writer):
+    def loops_backward(self, w: Writer):
+        """The time loops in reverse, each stage's adjoint in reverse order."""
         for loop in reversed(self.p.loops):
             def body(w, loop=loop):
                 self.keeps(w, loop.stages)
                 for st in reversed(loop.stages):
                     self.stage(w, st, True)
             self.time_loop(w, loop, True, body)
+
+    def backward_body(self, w: Writer):
+        self.loops_backward(w)
         self.weight_gradients(w)
         for st in reversed(self.p.statics):
             self.stage(w, st, True)

@@ -226,14 +226,6 @@ class CudaEmitter(Emitter):
                     w.line(f"acc += lw[t - 1, b] * {self.acc.at(self.acc.loc(self.p.loss), '0')}")
                 w.line("lossb[b] = acc")
 
-    def loops_backward(self, w: Writer):
-        for loop in reversed(self.p.loops):
-            def body(w, loop=loop):
-                self.keeps(w, loop.stages)
-                for st in reversed(loop.stages):
-                    self.stage(w, st, True)
-            self.time_loop(w, loop, True, body)
-
     def statics_forward(self, w: Writer):
         for st in self.p.statics:
             self.stage(w, st, False)
