@@ -33,9 +33,14 @@ class Writer:
 
     @contextlib.contextmanager
     def block(self, head: str):
+        """`head` and an indented body; `pass` where the body wrote nothing
+        (a loop whose stages have no adjoint), so the text always parses."""
         self.line(head)
+        start = len(self.lines)
         self.depth += 1
         yield
+        if len(self.lines) == start:
+            self.line("pass")
         self.depth -= 1
 
     def text(self) -> str:
