@@ -21,7 +21,6 @@ import functools
 import os
 import subprocess
 import sys
-import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -181,7 +180,7 @@ def test_compiled_equals_reference_with_lengths(compiled, name, dtype, mode):
 
 # -- random recurrences --------------------------------------------------------------
 
-#: cases hypothesis found (fixed in 705b749), kept as regressions
+#: cases hypothesis found, kept as regressions
 FOUND = {
     # s0 reads the backward state g[t+1]: s0's values differed (rel 0.46)
     "forward_reads_backward": ("""N = dim(3)
@@ -219,6 +218,35 @@ m0[t] = (p0 @ swish((p1 @ x[t])))
 s0[t] = s0[t-1]
 loss = last_t(mean(tanh(((p2 * s0[t]) * (p3 @ s0[t-1])))))
 """, 3, 3),
+    # m0 = u[t-1] is an input read late: outputs broadcast the whole input buffer; and the
+    # `pre` loop (m0, s0) has no adjoint stage: its empty loop body did not parse
+    "input_leaf_outputs": ("""N = dim(2)
+M = dim(3)
+x = input(N)
+u = input(M)
+y = target(N)
+s0 = state(M, init=0)
+s1 = state(N, init=0)
+g = state(N, init=0, direction="backward")
+s1[t] = 0.5 * s1[t-1] + 0.5 * tanh(s1[t-2])
+m1[t] = s0[t]
+m0[t] = u[t-1]
+g[t] = tanh(g[t+1])
+s0[t] = u[t-1]
+loss = mean_t(mean(tanh(s1[t])))
+""", 5, 3),
+    # the same for a per-sequence input (z) and one read two steps late
+    "static_input_leaf": ("""N = dim(2)
+x = input(N)
+z = input(N)
+y = target(N)
+W = param(N, N)
+h = state(N, init=0)
+m[t] = z
+k[t] = x[t-2]
+h[t] = tanh(W @ h[t-1] + x[t] * m[t] + k[t])
+loss = sum_t(mse(h[t], y[t]))
+""", 4, 2),
 }
 
 
