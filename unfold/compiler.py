@@ -17,6 +17,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -82,7 +83,8 @@ class Compiled:
         return self._kernels[k]
 
     def _load(self, masked: bool, tau: int | None):
-        name = f"unfold_{self.rec.name}_{self.key(masked, tau)}"
+        stem = re.sub(r"\W", "_", self.rec.name).strip("_") or "model"  # a parsed string is "<model>"
+        name = f"unfold_{stem}_{self.key(masked, tau)}"
         path = self.cache_dir / f"{name}.py"
         args_path = path.with_suffix(".args")
         if path.exists() and args_path.exists():
