@@ -170,8 +170,9 @@ class Emitter:
     def matmul(self, w: Writer, st: MatMul):
         x = self.acc.rows(st.operand)
         self.acc.used.update({st.id, f"W_{st.id}" if not st.batched else f"WT_{st.id}"})
-        if not st.batched:
-            w.line(f"{st.id}[:] = _dot(W_{st.id}, {x})")
+        if not st.batched:  # a param-only product: a matrix times a vector
+            n = self.p.values[st.operand].size
+            w.line(f"{st.id}[:] = _dot(W_{st.id}, {x}.reshape(({n}, 1)))[:, 0]")
             return
         if "[" in x and ":" in x.split("[", 1)[1]:  # a column block: numba's dot wants contiguous rows
             x = f"np.ascontiguousarray({x})"
@@ -182,7 +183,7 @@ class Emitter:
             return
         self.acc.used.update({f"W_{st.id}", f"d{st.id}"})
         if not st.batched:
-            w.line(f"_d = _dot(d{st.id}, W_{st.id})")
+            w.line(f"_d = _dot(d{st.id}.reshape((1, {st.size})), W_{st.id})[0]")
             self.add_rows(w, st.operand, "_d", static=True)
             return
         w.line(f"_d = _dot(d{st.id}[t - 1], W_{st.id})")

@@ -82,9 +82,19 @@ _WIDTH = _cblas("s") if _cblas("d") else None
 _ROW, _NOTRANS, _TRANS = 101, 111, 112
 
 
-@numba.njit(cache=True)
-def _mm_numpy(a, b, out):
-    np.dot(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+@numba.njit(cache=True, fastmath=True)
+def _mm_loops(a, b, out):
+    """out = a @ b as plain loops: for layouts BLAS cannot take, and where no
+    BLAS symbol was found (numba's own np.dot would need SciPy)."""
+    M, K = a.shape
+    N = b.shape[1]
+    for i in range(M):
+        for j in range(N):
+            out[i, j] = 0
+        for k in range(K):
+            aik = a[i, k]
+            for j in range(N):
+                out[i, j] += aik * b[k, j]
 
 
 if _WIDTH:
@@ -106,7 +116,7 @@ if _WIDTH:
         ok = (a.strides[1] == a.itemsize or a.strides[0] == a.itemsize) and \
              (b.strides[1] == b.itemsize or b.strides[0] == b.itemsize) and out.strides[1] == out.itemsize
         if M == 0 or N == 0 or K == 0 or not ok:
-            _mm_numpy(a, b, out)
+            _mm_loops(a, b, out)
             return
         ta, lda = _layout(a)
         tb, ldb = _layout(b)
@@ -120,7 +130,7 @@ if _WIDTH:
 
     _mm = _mm_cblas
 else:  # pragma: no cover - numpy without a BLAS we can find
-    _mm = _mm_numpy
+    _mm = _mm_loops
 
 
 @numba.njit(cache=True)
