@@ -44,9 +44,9 @@ class Access:
         if loc.kind == "seq":
             return f"{buf}[{t} - 1, {b}, {col}]"
         if loc.kind == "state":
-            return f"{buf}[{t} + {loc.depth + loc.shift - 1}, {b}, {j}]"
+            return f"{buf}[{plus(t, loc.depth + loc.shift - 1)}, {b}, {j}]"
         if loc.kind == "input":
-            return f"{buf}[{t} + {loc.shift - 1}, {b}, {j}]"
+            return f"{buf}[{plus(t, loc.shift - 1)}, {b}, {j}]"
         if loc.kind == "input_static":
             return f"{buf}[{b}, {j}]"
         if loc.kind == "mask":
@@ -78,9 +78,9 @@ class Access:
             return f"{buf}[{t} - 1]" if not loc.col and _full(self.program, loc) else \
                 f"{buf}[{t} - 1, :, {loc.col}:{loc.col + loc.size}]"
         if loc.kind == "state":
-            return f"{buf}[{t} + {loc.depth + loc.shift - 1}]"
+            return f"{buf}[{plus(t, loc.depth + loc.shift - 1)}]"
         if loc.kind == "input":
-            return f"{buf}[{t} + {loc.shift - 1}]"
+            return f"{buf}[{plus(t, loc.shift - 1)}]"
         if loc.kind == "input_static":
             return buf
         return f"{buf}[{loc.col}:{loc.col + loc.size}]" if loc.col or loc.kind == "static" else buf
@@ -98,6 +98,11 @@ class Access:
         if loc.kind == "seq" and not loc.col and _full(self.program, loc):
             return f"{buf}.reshape(T * B, {loc.size})"
         return f"np.ascontiguousarray({buf}[:, :, {loc.col}:{loc.col + loc.size}]).reshape(T * B, {loc.size})"
+
+
+def plus(t: str, k: int) -> str:
+    """`t + k` as it reads best: t, t + 2, t - 1."""
+    return t if k == 0 else f"{t} + {k}" if k > 0 else f"{t} - {-k}"
 
 
 def keep_name(shift: int) -> str:
@@ -217,22 +222,24 @@ class Emitter:
             n = self.p.rec.symbols[h.input].shape[0]
             s = -h.shift
             self.acc.used.update({h.id, f"in_{h.input}", f"WT_{h.id}"})
-            w.line(f"_mm(in_{h.input}[:T - {s}].reshape((T - {s}) * B, {n}), WT_{h.id}, "
-                   f"{h.id}[{s}:].reshape((T - {s}) * B, {h.size}))")
+            rows = plus("T", -s)
+            w.line(f"_mm(in_{h.input}[:{rows}].reshape(({rows}) * B, {n}), WT_{h.id}, "
+                   f"{h.id}[{s}:].reshape(({rows}) * B, {h.size}))")
 
     def hoist_gradients(self, w: Writer):
         for h in self.p.hoists:
             n = self.p.rec.symbols[h.input].shape[0]
             s = -h.shift
             self.acc.used.update({f"d{h.id}", f"W_{h.id}", f"in_{h.input}"})
-            w.line(f"_dp = d{h.id}[{s}:].reshape((T - {s}) * B, {h.size})")
-            w.line(f"_dw = _dot(_dp.T, in_{h.input}[:T - {s}].reshape((T - {s}) * B, {n}))")
+            rows = plus("T", -s)
+            w.line(f"_dp = d{h.id}[{s}:].reshape(({rows}) * B, {h.size})")
+            w.line(f"_dw = _dot(_dp.T, in_{h.input}[:{rows}].reshape(({rows}) * B, {n}))")
             for _, name, lo, hi in h.parts:
                 self.acc.used.add(f"dp_{name}")
                 w.line(f"_acc(dp_{name}, _dw[{lo}:{hi}])")
             if self.p.rec.symbols[h.input].role.value == "input":
                 self.acc.used.add(f"din_{h.input}")
-                w.line(f"_acc(din_{h.input}[:T - {s}], _dot(_dp, W_{h.id}).reshape(T - {s}, B, {n}))")
+                w.line(f"_acc(din_{h.input}[:{rows}], _dot(_dp, W_{h.id}).reshape({rows}, B, {n}))")
 
     # -- barrier ops -----------------------------------------------------------
     def op(self, w: Writer, st: OpStage, adjoint: bool):
