@@ -23,7 +23,7 @@ demo: graphviz $(VENV)/.installed-dev
 	$(BIN)/unfold demo
 
 test: graphviz $(VENV)/.installed-$(EXTRAS)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/pip install -q "torch==2.13.0" jax threadpoolctl || true
