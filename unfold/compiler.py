@@ -17,6 +17,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import pickle
 import re
 import sys
 import tempfile
@@ -65,8 +66,22 @@ class Compiled:
         return numba_cuda
 
     def program(self, masked: bool = False):
-        from .lower import lower
-        return lower(self.rec, masked=masked)
+        """The step program, lowered once and kept on disk beside the source
+        (lowering runs sympy; a warm start should not)."""
+        cache = self.__dict__.setdefault("_programs", {})
+        if masked not in cache:
+            path = self.cache_dir / f"unfold_{self.stem}_{self.key(masked, 'program')}.program"
+            try:
+                cache[masked] = pickle.loads(path.read_bytes())
+            except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+                from .lower import lower
+                cache[masked] = lower(self.rec, masked=masked)
+                _atomic_write(path, pickle.dumps(cache[masked]))
+        return cache[masked]
+
+    @property
+    def stem(self) -> str:
+        return re.sub(r"\W", "_", self.rec.name).strip("_") or "model"  # a parsed string is "<model>"
 
     def key(self, masked: bool, tau: int | None) -> str:
         import numba
@@ -83,8 +98,7 @@ class Compiled:
         return self._kernels[k]
 
     def _load(self, masked: bool, tau: int | None):
-        stem = re.sub(r"\W", "_", self.rec.name).strip("_") or "model"  # a parsed string is "<model>"
-        name = f"unfold_{stem}_{self.key(masked, tau)}"
+        name = f"unfold_{self.stem}_{self.key(masked, tau)}"
         path = self.cache_dir / f"{name}.py"
         args_path = path.with_suffix(".args")
         if path.exists() and args_path.exists():
@@ -125,11 +139,7 @@ class Compiled:
         return run, program, runtime.prepare(program, run, self.workspace(), fresh)
 
     def program_for(self, run: RunArgs):
-        key = run.mask is not None
-        cache = self.__dict__.setdefault("_programs", {})
-        if key not in cache:
-            cache[key] = self.program(key)
-        return cache[key]
+        return self.program(run.mask is not None)
 
     def __call__(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None):
         """Every state and intermediate [T, B, ...], and the loss: like `uf.evaluate`."""
@@ -178,12 +188,12 @@ def eval_args(text: str) -> dict:
     return ast.literal_eval(text)
 
 
-def _atomic_write(path: Path, text: str):
+def _atomic_write(path: Path, data: str | bytes):
     """Write-then-rename: a concurrent reader sees the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
     os.replace(tmp, path)
 
 
