@@ -16,7 +16,6 @@ writes benchmarks/results/cpu.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

@@ -6,7 +6,7 @@ import pytest
 
 import unfold as uf
 import cells
-from gradcheck import Run, check_model, random_run, rel_error
+from gradcheck import check_model, random_run, rel_error
 
 MODELS = Path(__file__).resolve().parent.parent / "examples" / "models"
 TOL = 1e-6

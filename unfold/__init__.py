@@ -17,6 +17,9 @@ from .ir import Recurrence, Role
 from .unfolding import Kind, unfold
 
 __version__ = "0.1.0"
+__all__ = ["evaluate", "clip_grad_norm", "grad_graph", "jacobian_norms", "value_and_grad", "circuit",
+           "compile", "load", "parse", "InputError", "ModelError", "UnfoldError", "Recurrence", "Role",
+           "Kind", "unfold", "zoo_path", "draw"]
 
 
 def zoo_path(name: str):

@@ -47,7 +47,7 @@ def grad_graph(dag: nx.DiGraph, wrt=None, truncate: int | None = None, masked: b
     tau = dag.graph["tau"]
     window = _window(tau, truncate)
     contributions: dict[str, list[str]] = defaultdict(list)
-    new_nodes, new_edges = [], []
+    new_nodes = []
     for v in reversed(topo):
         if v not in needs or (v != seed and not contributions.get(v)):
             continue

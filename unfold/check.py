@@ -148,7 +148,7 @@ def _check_reads(rec: Recurrence, symbols: dict[str, Symbol]):
                 raise ModelError(f"`{r.name}[t{r.offset:+d}]` reads {kind} state `{r.name}` from the "
                                  f"{'future' if s.direction > 0 else 'past'}", r.loc,
                                  f"{r.name}[t{-s.direction:+d}] or further back in its direction"
-                                 + (f", or state(..., direction=\"backward\")" if s.direction > 0 else ""))
+                                 + (", or state(..., direction=\"backward\")" if s.direction > 0 else ""))
     for s in symbols.values():
         if s.role is Role.STATE and not any(eq.name == s.name for eq in rec.equations):
             raise ModelError(f"state `{s.name}` has no equation", s.loc, f"a line `{s.name}[t] = ...`")

@@ -30,7 +30,6 @@ into code; they never see the parser or the DAG.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import sympy as sp

@@ -246,4 +246,4 @@ def gradients(program: Program, d: dict[str, np.ndarray], run: RunArgs) -> dict[
     return grads
 
 
-__all__ = ["Loc", "locate", "prepare", "adjoint_buffers", "outputs", "gradients", "Hoist"]
+__all__ = ["Loc", "locate", "prepare", "adjoint_buffers", "outputs", "gradients"]
