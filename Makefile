@@ -3,7 +3,7 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-EXTRAS  ?= dev
+EXTRAS  ?= dev,cuda
 
 .PHONY: demo test bench figures clean graphviz
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ir import Reduce, Role
-from .lower import Fused, Hoist, MatMul, Program
+from .lower import Fused, MatMul, Program
 from .runargs import RunArgs
 
 
