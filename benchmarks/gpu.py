@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.cpu import ISSUE, model, parse_cases  # noqa: E402
+from benchmarks.cpu import ISSUE, parse_cases, unfold_system  # noqa: E402
 from benchmarks.harness import (Case, System, environment, format_first_calls,  # noqa: E402
                                 format_table, run_grid, write_json)
 
@@ -45,21 +45,6 @@ def gpu_available() -> str | None:
     except ImportError:
         pass
     return None
-
-
-def unfold_system() -> System:
-    import numpy as np
-    import unfold as uf
-    compiled = {}
-
-    def factory(case: Case):
-        key = (case.cell, case.H, case.D)
-        if key not in compiled:
-            compiled[key] = uf.compile(model(*key), target="cuda", dtype=np.float32)
-        fn = compiled[key]
-        return (lambda p, x, y: fn.loss(p, {"x": x}, {"y": y}),
-                lambda p, x, y: fn.value_and_grad(p, {"x": x}, {"y": y}))
-    return System("unfold-cuda", factory)
 
 
 def torch_systems() -> list[System]:
@@ -141,7 +126,7 @@ def main(argv=None) -> int:
     if why and "PyTorch" not in why:
         print(f"benchmarks/gpu.py: no GPU to benchmark on ({why}); nothing measured.")
         return 0
-    systems = [unfold_system()]
+    systems = [unfold_system("cuda", "unfold-cuda")]
     if not args.no_torch and why is None:
         systems += torch_systems()
     elif why:
