@@ -25,7 +25,7 @@ from .errors import InputError, ModelError
 from .ops import REGISTRY
 from .ir import Recurrence, Role
 from .runargs import RunArgs
-from .unfolding import LOSS, Kind, order, unfold, verify
+from .unfolding import LOSS, Kind, no_gc, order, unfold, verify
 
 _CARRIES = (Kind.STATE, Kind.INIT)
 
@@ -41,7 +41,12 @@ def grad_graph(dag: nx.DiGraph, wrt=None, truncate: int | None = None, masked: b
     wrt: names of params/inputs to differentiate (default: all of them).
     masked: keep the adjoint edges of `hold` (only variable-length runs need them).
     """
-    nodes = dag.nodes
+    with no_gc():
+        return _grad_graph(dag, wrt, truncate, masked, seed)
+
+
+def _grad_graph(dag, wrt, truncate, masked, seed) -> nx.DiGraph:
+    nodes = dag._node  # the attribute dicts themselves: NodeView lookups cost seconds here
     topo = order(dag)
     needs = _needs_gradient(dag, topo, wrt)
     tau = dag.graph["tau"]
@@ -78,13 +83,15 @@ def _extend(dag: nx.DiGraph, new_nodes: list, **graph_attrs) -> nx.DiGraph:
     g._node.update(dag._node)
     g._succ.update({n: dict(d) for n, d in dag._succ.items()})
     g._pred.update({n: dict(d) for n, d in dag._pred.items()})
+    node, succ, pred = g._node, g._succ, g._pred
     for v, a in new_nodes:
-        g._node[v] = a
-        g._succ[v] = {}
-        g._pred[v] = {}
+        node[v] = a
+        succ[v] = {}
+        pred[v] = {u: {} for u in a["inputs"]}
     for v, a in new_nodes:
-        for u in a["inputs"]:
-            g._succ[u][v] = g._pred[v][u] = {}
+        pv = pred[v]
+        for u in pv:
+            succ[u][v] = pv[u]
     return g
 
 
