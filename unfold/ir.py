@@ -229,10 +229,13 @@ class Recurrence:
     def equation(self, name: str) -> Equation:
         return next(e for e in self.equations if e.name == name)
 
+    def delays(self, name: str) -> list[int]:
+        """How many steps back (ahead, for a backward state) `name` is read, sorted."""
+        exprs = [e.expr for e in self.equations] + ([self.loss.expr] if self.loss else [])
+        return sorted({abs(r.offset) for x in exprs for r in reads(x) if r.name == name and r.offset})
+
     def max_delay(self, name: str) -> int:
-        """How far back (or ahead, for backward states) `name` is ever read."""
-        return max([abs(r.offset) for e in self.equations + ([self.loss] if self.loss else [])
-                    for r in reads(e.expr) if r.name == name and r.offset] or [0])
+        return max(self.delays(name), default=0)
 
     # -- binding -------------------------------------------------------------
     def bind(self, **dims: int) -> "Recurrence":
@@ -264,7 +267,7 @@ class Recurrence:
             extra = ""
             if s.role is Role.STATE:
                 extra = (f"  init={s.init}  direction={'forward' if s.direction > 0 else 'backward'}"
-                         f"  delays={','.join(str(k) for k in self._delays(s.name))}")
+                         f"  delays={','.join(str(k) for k in self.delays(s.name))}")
             elif s.role in (Role.INPUT, Role.TARGET) and not s.timed:
                 extra = "  (one per sequence)"
             elif isinstance(s.init, Init):
@@ -278,10 +281,6 @@ class Recurrence:
             out.append("functions")
             out += [f"  {k}({', '.join(map(str, f.variables))}) = {f.expr}" for k, f in self.functions.items()]
         return "\n".join(out)
-
-    def _delays(self, name: str) -> list[int]:
-        exprs = [e.expr for e in self.equations] + ([self.loss.expr] if self.loss else [])
-        return sorted({abs(r.offset) for x in exprs for r in reads(x) if r.name == name and r.offset})
 
     def __str__(self) -> str:
         return self.listing()

@@ -220,13 +220,8 @@ def outputs(program: Program, bufs: dict[str, np.ndarray], T: int) -> dict[str, 
             out[name] = a[loc.depth:loc.depth + T]
         elif loc.kind == "seq":
             out[name] = a[:, :, loc.col:loc.col + loc.size]
-        elif loc.kind == "input":  # v[t] = x[t + shift] (shift <= 0): zeros before the sequence
-            k = -loc.shift
-            out[name] = np.zeros_like(a)
-            out[name][k:] = a[:T - k]
-        elif loc.kind == "input_static":  # v[t] = x, one per sequence
-            out[name] = np.broadcast_to(a, (T,) + a.shape).copy()
-        else:  # a param-only value: the same at every step
+        else:  # a param-only value: the same at every step (every variable has a value of
+            # its own, so an output never is an input's or a carry's buffer; see lower.extract)
             out[name] = np.broadcast_to(a[loc.col:loc.col + loc.size], (T, bufs["lw"].shape[1], loc.size)).copy()
     return out
 
