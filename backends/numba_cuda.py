@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import sys
 import tempfile
@@ -555,6 +556,8 @@ class Kernels:
     def __init__(self, module, args: dict, source: str):
         self.module, self.args, self.source = module, args, source
         self._resident: dict = {}
+        if _simulated():
+            _serialize_shared_allocation()
 
     def _call(self, name, T, B, trunc, bufs, written):
         require_device()
@@ -599,6 +602,33 @@ def _simulator_pace():
         yield
     finally:
         sys.setswitchinterval(old)
+
+
+@functools.lru_cache(maxsize=None)
+def _serialize_shared_allocation():
+    """numba-cuda's simulator (`FakeCUDAShared.array`) gives a block's threads
+    one shared array by looking the calling source line up in a dict and
+    inserting a new array when absent, without a lock: a thread switch between
+    the two leaves one thread with an array of its own that nobody else fills,
+    so it reads garbage (a flaky GRU mismatch, an OverflowError in `math.exp`;
+    `_simulator_pace`'s short switch interval makes it likelier).  The same lookup under
+    one lock makes the allocation what a GPU's is: one array per block."""
+    import threading
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+    lock, dynamic = threading.Lock(), kernelapi.FakeCUDAShared.array
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:
+            return dynamic(self, shape, dtype, alignment)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        dtype = numpy_support.as_dtype(dtype) if not isinstance(dtype, (type, np.dtype)) else dtype
+        with lock:
+            if caller not in self._allocations:
+                self._allocations[caller] = np.empty(shape, dtype)
+            return self._allocations[caller]
+    kernelapi.FakeCUDAShared.array = array
 
 
 def ptx(source_or_kernels, cc=(9, 0)) -> str:

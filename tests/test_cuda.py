@@ -105,6 +105,26 @@ def test_launch_shapes(launch, cache):
 
 
 @simulated
+def test_shared_weights_are_one_array_per_block(cache, monkeypatch):
+    """The simulator's shared-array lookup-then-insert, with a thread switch
+    forced inside it, still hands every thread of a block the same array (it
+    did not: a thread read garbage weights, CI saw the GRU's outputs off by 30%)."""
+    import time
+    from numba.cuda.simulator import kernelapi
+
+    class SlowEmpty:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def empty(*args, **kwargs):
+            time.sleep(1e-3)  # the other threads run between the lookup and the insert
+            return np.empty(*args, **kwargs)
+    monkeypatch.setattr(kernelapi, "np", SlowEmpty())
+    agree(small("gru"), np.float64, cache, seed=3)
+
+
+@simulated
 def test_weights_too_big_for_shared_memory_stay_in_global(cache):
     rec = small("elman", H=72)  # 72 x 72 float64 = 41 KiB > SHARED_BYTES
     from unfold.backends import numba_cuda
