@@ -40,6 +40,16 @@ def _launch(B, width):
     return S, _grid(B, S), min(MAX_THREADS, _grid(S * width, WARP) * WARP)
 
 
+#: the stepwise schedule's launches: threads per block of its grid-strided kernels
+STEP_THREADS = MAX_THREADS if SIM else 256
+TILE_BLOCK = (TILE, TILE)
+
+
+def _spread(n):
+    """Blocks of a grid-strided kernel over n (sequence, unit) pairs."""
+    return min(_grid(n, STEP_THREADS), GEMM_BLOCKS)
+
+
 def _zeros(shape):
     return cuda.to_device(np.zeros(shape, DT))
 

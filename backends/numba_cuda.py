@@ -4,17 +4,21 @@
     kernels = Kernels(module, args, source)        # .forward, .backward (numpy or device buffers)
     text = ptx(kernels, cc=(9, 0))                 # PTX of every kernel, no GPU needed
 
-The time loops run inside one persistent kernel per pass (no launch per step):
-block k owns the sequences b0 = k*S .. b0+S-1 and its threads share the
-(sequence, unit) pairs of every stage, with `cuda.syncthreads()` between
-stages; per-step matmul weights sit in shared memory when they fit.  The
-hoisted projections and every weight gradient are tiled GEMMs over all steps
-(`_rows`, `_wgrad`) launched around it.  Adjoints that many sequences add
-into (params, param-only values) go to per-sequence rows and are summed after
-the loop by `_colsum`: no atomics anywhere.  Buffers and index expressions
-are the CPU backend's (`unfold.runtime`, `Access`), and so is the
-elementwise math (`ScalarPrinter` prints `math.*`, which numba.cuda compiles).
-See docs/cuda.md for the design and its performance model.
+Two schedules of the time loops (`schedule_for`).  Persistent: the loops run
+inside one kernel per pass (no launch per step); block k owns the sequences
+b0 = k*S .. b0+S-1 and its threads share the (sequence, unit) pairs of every
+stage, with `cuda.syncthreads()` between stages; per-step matmul weights sit
+in shared memory when they fit.  Stepwise, for weights too big to re-read on
+chip every step: the host loops over t and launches each stage as a kernel
+over the whole grid (a tiled matmul, then the fused elementwise stage), the
+same stage bodies with the grid for a block.  Around either, the hoisted
+projections and every weight gradient are tiled GEMMs over all steps
+(`_rows`, `_wgrad`, in `cuda_prelude`).  Adjoints that many sequences add
+into (params, param-only values) go to per-sequence rows and are summed
+after the loop by `_colsum`: no atomics anywhere.  Buffers and index
+expressions are the CPU backend's (`unfold.runtime`, `Access`), and so is
+the elementwise math (`ScalarPrinter` prints `math.*`, which numba.cuda
+compiles).  See docs/cuda.md for the design and its performance model.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from unfold.codegen import Writer
+from unfold.compiler import SCHEDULES
 from unfold.errors import UnfoldError
 from unfold.lower import Fused, MatMul, OpStage, Program
 from unfold.runtime import forward_shapes, locate
@@ -70,6 +75,7 @@ class CudaEmitter(Emitter):
     def __init__(self, program: Program, dtype, unroll: int = 1, tau: int | None = None):
         super().__init__(program, dtype, unroll, tau)
         self.looped = False
+        self.stepwise = False               # printing one stage as a kernel over the whole grid
         self.partial: dict[str, int] = {}   # adjoint buffer -> width of its per-sequence rows
         self.shared: dict[str, tuple] = {}  # weight buffer -> shape, in shared memory
 
@@ -136,6 +142,11 @@ class CudaEmitter(Emitter):
 
     def matmul(self, w: Writer, st: MatMul):
         n = self.p.values[st.operand].size
+        if self.stepwise:  # M[t-1] = x @ W^T over the whole grid: B x size outputs, in tiles
+            wt = self.weight(f"WT_{st.id}", (n, st.size))
+            self.tiled(w, st.size, n, lambda r: self.acc.read(st.operand, r), lambda r: f"{wt}[{r}, c]",
+                       lambda w: w.line(f"{self.packed(st, 'c')} = acc"))
+            return
         wt = self.weight(f"WT_{st.id}", (n, st.size))
         with self.units(w, st.size, "i"):
             w.line("acc = dt(0.0)")
@@ -148,6 +159,11 @@ class CudaEmitter(Emitter):
             return
         n = self.p.values[st.operand].size
         wm = self.weight(f"W_{st.id}", (st.size, n))
+        if self.stepwise:  # dx (+)= dM[t-1] @ W: B x n outputs, in tiles
+            self.acc.used.add(f"d{st.id}")
+            self.tiled(w, n, st.size, lambda r: self.packed(st, r, "d"), lambda r: f"{wm}[{r}, c]",
+                       lambda w: self.accumulate(w, st.operand, "c", "acc"))
+            return
         with self.units(w, n, "k"):
             w.line("acc = dt(0.0)")
             with w.block(f"for i in range({st.size}):"):
@@ -165,21 +181,47 @@ class CudaEmitter(Emitter):
                 g = self.packed(st, "i", "d")
                 w.line(f"if {lo} <= i < {hi}: dp_{name}[i - {lo}, k] += {g} * {self.acc.read(st.operand, 'k')}")
 
+    def tiled(self, w: Writer, cols: int, inner: int, x, weight, store):
+        """acc = sum_r x(b, r) weight(r, c) for every (b, c) of a B x cols output,
+        TILE x TILE outputs per block, x and the weights staged in shared memory."""
+        w.line("sx = cuda.shared.array((TILE, TILE), DT)")
+        w.line("sw = cuda.shared.array((TILE, TILE), DT)")
+        w.line("tx = cuda.threadIdx.x")
+        w.line("ty = cuda.threadIdx.y")
+        w.line(f"ncols = ({cols} + TILE - 1) // TILE")
+        with w.block("for tile in range(cuda.blockIdx.x, (B + TILE - 1) // TILE * ncols, cuda.gridDim.x):"):
+            w.line("b = tile // ncols * TILE + ty")
+            w.line("c = tile % ncols * TILE + tx")
+            w.line("acc = dt(0.0)")
+            with w.block(f"for r0 in range(0, {inner}, TILE):"):
+                w.line("r = r0 + tx")
+                w.line(f"sx[ty, tx] = {x('r')} if b < B and r < {inner} else dt(0.0)")
+                w.line("r = r0 + ty")
+                w.line(f"sw[ty, tx] = {weight('r')} if r < {inner} and c < {cols} else dt(0.0)")
+                w.line("cuda.syncthreads()")
+                with w.block("for q in range(TILE):"):
+                    w.line("acc += sx[ty, q] * sw[q, tx]")
+                w.line("cuda.syncthreads()")
+            with w.block(f"if b < B and c < {cols}:"):
+                store(w)
+
     def stage(self, w: Writer, st, adjoint: bool):
         if isinstance(st, OpStage) and not self.looped:
             with w.block("if tid == 0:"):
                 super().stage(w, st, adjoint)
         else:
             super().stage(w, st, adjoint)
-        w.line("cuda.syncthreads()")
+        if not self.stepwise:  # there, the kernel's end is the barrier
+            w.line("cuda.syncthreads()")
 
     # -- kernels -----------------------------------------------------------------
     def kernel(self, name: str, body, looped: bool) -> tuple[str, list[str]]:
-        self.acc.used, self.looped = set(), looped
+        """A persistent kernel (`looped`: a block per slice of sequences) or the
+        one-block kernel of the param-only stages."""
+        self.acc.used, self.looped, self.stepwise = set(), looped, False
         w = CudaWriter()
         w.depth = 1
         body(w)
-        text = w.text()
         head = CudaWriter()
         head.depth = 1
         head.line("dt = DT")
@@ -189,8 +231,50 @@ class CudaEmitter(Emitter):
             head.line("b0 = cuda.blockIdx.x * S")
             head.line("nb = min(S, B - b0)")
         self.load_shared(head)
-        args = ["T", "B", "S", "trunc", *sorted(self.acc.used)]
-        return f"@cuda.jit(cache=True)\ndef {name}({', '.join(args)}):\n" + head.text() + text, args
+        return self.jit(name, ["T", "B", "S", "trunc"], head, w)
+
+    def step_kernel(self, name: str, st, adjoint: bool) -> tuple[str, list[str]]:
+        """One stage (or its adjoint) at step t as a kernel over the whole grid:
+        the stepwise schedule, for weights too big to keep on chip."""
+        self.acc.used, self.looped, self.stepwise = set(), True, True
+        w = CudaWriter()
+        w.depth = 1
+        if adjoint:
+            self.keeps(w, [st])
+        self.stage(w, st, adjoint)
+        head = CudaWriter()
+        head.depth = 1
+        head.line("dt = DT")
+        if not isinstance(st, MatMul):  # every (sequence, unit) pair of the batch, grid-strided
+            head.line("tid = cuda.grid(1)")
+            head.line("nthr = cuda.gridsize(1)")
+            head.line("b0 = 0")
+            head.line("nb = B")
+        return self.jit(name, ["t", "T", "B", "trunc"], head, w)
+
+    def loss_kernel(self) -> tuple[str, list[str]]:
+        """Each sequence's weighted loss terms, over the grid (the stepwise schedule)."""
+        self.acc.used, self.looped, self.stepwise = set(), True, True
+        w = CudaWriter()
+        w.depth = 1
+        head = CudaWriter()
+        head.depth = 1
+        for line in ("dt = DT", "tid = cuda.grid(1)", "nthr = cuda.gridsize(1)", "b0 = 0", "nb = B"):
+            head.line(line)
+        self.loss_terms(w)
+        return self.jit("forward_loss", ["T", "B", "trunc"], head, w)
+
+    def jit(self, name: str, scalars: list[str], head: Writer, body: Writer) -> tuple[str, list[str]]:
+        args = [*scalars, *sorted(self.acc.used)]
+        return f"@cuda.jit(cache=True)\ndef {name}({', '.join(args)}):\n" + head.text() + body.text(), args
+
+    def has_adjoint(self, st) -> bool:
+        """Does a stage's adjoint print anything?"""
+        if isinstance(st, Fused):
+            return bool(st.adjoints)
+        if isinstance(st, MatMul):
+            return self.differentiable(st.operand)
+        return True
 
     def load_shared(self, w: Writer):
         for name, (m, n) in self.shared.items():
@@ -220,6 +304,9 @@ class CudaEmitter(Emitter):
                 for st in loop.stages:
                     self.stage(w, st, False)
             self.time_loop(w, loop, False, body)
+        self.loss_terms(w)
+
+    def loss_terms(self, w: Writer):
         if self.p.loss:  # each sequence's weighted loss terms, summed on the host
             self.acc.used.update({"lw", "lossb"})
             with self.serial(w):
@@ -258,31 +345,51 @@ def operand_rows(program: Program, vid: str) -> tuple[str, str, int, int, int]:
 class Host:
     """The host functions `forward` and `backward`: kernel launches in stream order."""
 
-    def __init__(self, program: Program, width: int):
+    def __init__(self, program: Program, width: int, steps: dict | None = None):
         self.p, self.width = program, width
+        self.steps = steps   # the stepwise schedule: adjoint? -> [(loop, [(kernel, grid)])]
         self.used: set[str] = set()
 
+    def loops(self, w: Writer, kernels: dict, adjoint: bool):
+        """The time loops: one persistent launch, or a host loop of launches per step."""
+        if self.steps is None:
+            self.launch(w, "backward_loops" if adjoint else "forward_loops", kernels)
+            return
+        for loop, launches in self.steps[adjoint]:
+            up = (loop.direction > 0) != adjoint
+            w.line(f"# loop {loop.label}" + (", adjoint" if adjoint else ""))
+            with w.block(f"for t in {'range(1, T + 1)' if up else 'range(T, 0, -1)'}:"):
+                for name, grid in launches:
+                    self.launch(w, name, kernels, grid)
+        if not adjoint:
+            self.launch(w, "forward_loss", kernels, "_spread(B), STEP_THREADS")
+
+    def shape(self, w: Writer):
+        """Launch shapes of the persistent and one-block kernels."""
+        if self.steps is None or self.p.statics:
+            w.line(f"S, blocks, threads = _launch(B, {self.width})")
+
     def forward(self, w: Writer, kernels: dict):
-        w.line(f"S, blocks, threads = _launch(B, {self.width})")
+        self.shape(w)
         for h in self.p.hoists:  # P[t] = x[t + shift] @ W^T for all t (0 before x starts): one GEMM
             s = -h.shift
             self.used.update({f"in_{h.input}", f"WT_{h.id}", h.id})
             w.line(f"_rows[_tiles(T * B, {h.size}), GEMM_BLOCK]"
                    f"(in_{h.input}, {-s}, 0, WT_{h.id}, {h.id}, 0, 0, T * B, B, 0)")
-        self.launch(w, "forward_statics", kernels, single=True)
+        self.launch(w, "forward_statics", kernels, "1, threads")
         w.line("lossb = _zeros((B,))")
-        self.launch(w, "forward_loops", kernels)
+        self.loops(w, kernels, False)
         w.line("return float(lossb.copy_to_host().sum())")
 
     def backward(self, w: Writer, kernels: dict, partial: dict[str, int]):
-        w.line(f"S, blocks, threads = _launch(B, {self.width})")
+        self.shape(w)
         for buf, n in partial.items():
             w.line(f"b{buf} = _zeros((B, {n}))")
-        self.launch(w, "backward_loops", kernels)
+        self.loops(w, kernels, True)
         for buf, n in partial.items():  # the per-sequence rows, summed
             self.used.add(buf)
             w.line(f"_colsum[_grid({n}, MAX_THREADS), MAX_THREADS](b{buf}, {buf})")
-        self.launch(w, "backward_statics", kernels, single=True)
+        self.launch(w, "backward_statics", kernels, "1, threads")
         for st in self.p.stages():
             if isinstance(st, MatMul) and st.batched:  # dW = sum over t, b of dM[t, b]^T x[t, b]
                 buf, x, t0, col, xs = operand_rows(self.p, st.operand)
@@ -305,10 +412,9 @@ class Host:
         w.line(f"_wgrad[_tiles({hi - lo}, dp_{name}.shape[1]), GEMM_BLOCK]"
                f"({g}, {gt0}, {lo}, {x}, {xpos}, dp_{name}, {steps}, B)")
 
-    def launch(self, w: Writer, name: str, kernels: dict, single: bool = False):
-        if name in kernels:
-            self.used.update(a for a in kernels[name] if not a.startswith("bd") and a != "lossb")
-            grid = "1, threads" if single else "blocks, threads"
+    def launch(self, w: Writer, name: str, kernels: dict, grid: str = "blocks, threads"):
+        if name in kernels:  # (per-sequence rows, the loss terms and t are the host's own)
+            self.used.update(a for a in kernels[name] if not a.startswith("bd") and a not in ("lossb", "t"))
             w.line(f"{name}[{grid}]({', '.join(kernels[name])})")
 
     def function(self, name: str, body) -> tuple[str, list[str]]:
@@ -337,7 +443,7 @@ def _ndims(program: Program) -> dict[str, int]:
 
 def _signature(args: list[str], ndims: dict[str, int], dtype) -> str:
     def one(a):
-        if a in ("T", "B", "S", "trunc"):
+        if a in ("t", "T", "B", "S", "trunc"):
             return "int64"
         n = 2 if a.startswith("bd") else ndims[a]
         return f"{np.dtype(dtype).name}[{', '.join([':'] * n)}]"
@@ -347,27 +453,70 @@ def _signature(args: list[str], ndims: dict[str, int], dtype) -> str:
 
 
 
-def emit(program: Program, dtype=np.float64, unroll: int = 1, tau: int | None = None):
+PERSISTENT_BYTES = 1 << 20  # "auto": per-step weights up to this stay in a persistent kernel (L1/L2)
+
+
+def schedule_for(program: Program, dtype, schedule: str = "auto") -> str:
+    """"persistent" (the time loop inside one kernel per pass) while the loops'
+    weights are small enough for every block to re-read each step from the
+    caches; "stepwise" (a launch per stage and step, each spread over the whole
+    GPU) beyond.  See docs/cuda.md for the model behind the threshold."""
+    if schedule not in SCHEDULES:
+        raise UnfoldError(f"unknown CUDA schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    if schedule != "auto":
+        return schedule
+    size = np.dtype(dtype).itemsize
+    weights = sum(st.size * program.values[st.operand].size * size
+                  for loop in program.loops for st in loop.stages if isinstance(st, MatMul))
+    return "persistent" if weights <= PERSISTENT_BYTES else "stepwise"
+
+
+def emit(program: Program, dtype=np.float64, unroll: int = 1, tau: int | None = None, schedule: str = "auto"):
     """The generated module's source and the host functions' argument names.
-    `tau`: straight-line time loops for exactly that many steps (mode "unrolled")."""
+    `tau`: straight-line time loops for exactly that many steps (mode "unrolled";
+    the stepwise schedule's loop is on the host and stays a loop)."""
     dt = np.dtype(dtype)
+    stepwise = schedule_for(program, dt, schedule) == "stepwise"
     e = CudaEmitter(program, dt, unroll, tau)
     widths = {**{k: int(np.prod(v)) for k, v in forward_shapes(program, 1, 1).items()},
               **{f"p_{s.name}": int(np.prod(s.shape)) for s in program.rec.symbols.values()}}
     kernels, texts = {}, []
+
+    def add(name, made):
+        texts.append(made[0])
+        kernels[name] = made[1]
     plan = [("forward_statics", e.statics_forward, False, None), ("forward_loops", e.loops_forward, True, True),
             ("backward_loops", e.loops_backward, True, False), ("backward_statics", e.statics_backward, False, None)]
     for name, body, looped, transposed in plan:
-        if not looped and not program.statics:
+        if (not looped and not program.statics) or (looped and stepwise):
             continue
         e.shared = {}
         if transposed is not None:
             e.plan_shared(transposed)
-        text, args = e.kernel(name, body, looped)
-        kernels[name] = args
-        texts.append(text)
+        add(name, e.kernel(name, body, looped))
+    steps = None
+    if stepwise:
+        e.shared = {}
+        steps = {False: [], True: []}
+        for loop in program.loops:
+            launches = []
+            for st in loop.stages:
+                name = f"step_{st.id}"
+                add(name, e.step_kernel(name, st, False))
+                launches.append((name, _step_grid(program, st, False)))
+            steps[False].append((loop, launches))
+        for loop in reversed(program.loops):
+            launches = []
+            for st in reversed(loop.stages):
+                if e.has_adjoint(st):
+                    name = f"step_{st.id}_adjoint"
+                    add(name, e.step_kernel(name, st, True))
+                    launches.append((name, _step_grid(program, st, True)))
+            steps[True].append((loop, launches))
+        if program.loss:
+            add("forward_loss", e.loss_kernel())
     partial = {buf: widths[buf[1:]] for buf in e.partial}
-    host = Host(program, _width(program))
+    host = Host(program, _width(program), steps)
     fwd, fargs = host.function("forward", lambda w: host.forward(w, kernels))
     bwd, bargs = host.function("backward", lambda w: host.backward(w, kernels, partial))
     ndims = _ndims(program)
@@ -381,6 +530,16 @@ def emit(program: Program, dtype=np.float64, unroll: int = 1, tau: int | None = 
     src += "\n\n#: kernel -> signature, for `compile_ptx`\nSIGNATURES = {\n"
     src += "".join(f"    {k!r}: {v!r},\n" for k, v in sigs.items()) + "}\n"
     return src, {"forward": fargs, "backward": bargs}
+
+
+def _step_grid(program: Program, st, adjoint: bool) -> str:
+    """The launch shape of a stepwise kernel: output tiles of a matmul, or
+    enough threads for every (sequence, unit) pair of the stage."""
+    if isinstance(st, MatMul):
+        cols = program.values[st.operand].size if adjoint else st.size
+        return f"_tiles(B, {cols}), TILE_BLOCK"
+    width = st.size if isinstance(st, Fused) else program.values[st.value].size
+    return f"_spread(B * {width}), STEP_THREADS"
 
 
 def _width(program: Program) -> int:

@@ -42,8 +42,8 @@ def model(cell: str, H: int, D: int):
     return uf.load(path).bind(H=H, D=D)
 
 
-def unfold_system(target: str = "cpu", name: str = "unfold") -> System:
-    """unfold as a benchmark system: each (cell, H, D) compiled once."""
+def unfold_system(target: str = "cpu", name: str = "unfold", **options) -> System:
+    """unfold as a benchmark system: each (cell, H, D) compiled once (`options`: uf.compile's)."""
     import numpy as np
     import unfold as uf
     compiled = {}
@@ -51,7 +51,7 @@ def unfold_system(target: str = "cpu", name: str = "unfold") -> System:
     def factory(case: Case):
         key = (case.cell, case.H, case.D)
         if key not in compiled:
-            compiled[key] = uf.compile(model(*key), target=target, dtype=np.float32)
+            compiled[key] = uf.compile(model(*key), target=target, dtype=np.float32, **options)
         fn = compiled[key]
         return (lambda p, x, y: fn.loss(p, {"x": x}, {"y": y}),
                 lambda p, x, y: fn.value_and_grad(p, {"x": x}, {"y": y}))

@@ -5,9 +5,10 @@
 
 Systems, float32, the same random problem for everyone (benchmarks.cells_np):
 unfold-cuda (uf.compile(target="cuda"); numpy in and out, so every call also
-copies its buffers to and from the device), torch-cudnn (nn.LSTM/nn.GRU/nn.RNN
-on the GPU: cuDNN) and torch-cuda-loop (the same cell as a PyTorch loop on the
-GPU).  Every system's gradient is checked against the numpy BPTT in float64.
+copies its buffers to and from the device) and its two schedules by name
+(unfold-persistent, unfold-stepwise: where "auto" should switch), torch-cudnn
+(nn.LSTM/nn.GRU/nn.RNN on the GPU: cuDNN) and torch-cuda-loop (the same cell
+as a PyTorch loop on the GPU).  Every system's gradient is checked against the numpy BPTT in float64.
 Times are medians (benchmarks.harness), each call synchronized (its loss is a
 Python float).  Writes benchmarks/results/gpu.json.  Without a GPU it says so
 and exits with status 0.
@@ -126,7 +127,9 @@ def main(argv=None) -> int:
     if why and "PyTorch" not in why:
         print(f"benchmarks/gpu.py: no GPU to benchmark on ({why}); nothing measured.")
         return 0
-    systems = [unfold_system("cuda", "unfold-cuda")]
+    systems = [unfold_system("cuda", "unfold-cuda"),   # schedule "auto"; both schedules by name, to set its threshold
+               unfold_system("cuda", "unfold-persistent", schedule="persistent"),
+               unfold_system("cuda", "unfold-stepwise", schedule="stepwise")]
     if not args.no_torch and why is None:
         systems += torch_systems()
     elif why:
@@ -134,8 +137,8 @@ def main(argv=None) -> int:
     cases = parse_cases(args.cases or ",".join(ISSUE + EXTRA))
     env = environment()
     from numba import cuda
-    env["gpu"] = cuda.get_current_device().name.decode() if isinstance(cuda.get_current_device().name, bytes) \
-        else str(cuda.get_current_device().name)
+    name = getattr(cuda.get_current_device(), "name", "numba's CUDA simulator")  # a dry run: NUMBA_ENABLE_CUDASIM=1
+    env["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
     print(f"GPU: {env['gpu']}", flush=True)
     t0 = time.time()
     results = run_grid(systems, cases, repeats=args.repeats, max_seconds=args.max_seconds,

@@ -38,12 +38,13 @@ def rel(a, b) -> float:
     return float(np.max(np.abs(a - b), initial=0.0) / max(np.max(np.abs(b), initial=0.0), 1e-12))
 
 
-def agree(rec, dtype, cache, tau=4, batch=3, lengths=None, truncate=None, seed=0, kernels=None):
+def agree(rec, dtype, cache, tau=4, batch=3, lengths=None, truncate=None, seed=0, kernels=None,
+          schedule="auto"):
     """Compiled (cuda, simulated) loss, outputs and gradients equal the reference's."""
     run = random_run(rec, tau=tau, batch=batch, seed=seed, lengths=lengths)
     cast = lambda d: {k: np.asarray(v, dtype) for k, v in (d or {}).items()}  # noqa: E731
     kw = dict(init=cast(run.init) or None, lengths=run.lengths, tau=tau, batch=batch)
-    fn = uf.compile(rec, target="cuda", dtype=dtype, cache_dir=cache)
+    fn = uf.compile(rec, target="cuda", dtype=dtype, cache_dir=cache, schedule=schedule)
     if kernels:  # launch shapes to exercise: a module constant each
         module = fn.kernels(lengths is not None, None).module
         for k, v in kernels.items():
@@ -95,6 +96,20 @@ def test_lengths_and_truncation(name, cache):
     """(Not seq2one: the reference's last_t gradient with lengths disagrees with
     finite differences, where the CPU and CUDA backends agree with them.)"""
     agree(small(name), np.float64, cache, tau=5, lengths=[5, 2, 4], truncate=2)
+
+
+@simulated
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_stepwise(name, cache):
+    """The schedule for big weights: a launch per stage and step over the whole grid."""
+    agree(small(name), np.float64, cache, schedule="stepwise")
+
+
+@simulated
+@pytest.mark.parametrize("name", ["lstm", "birnn", "skip"])
+def test_stepwise_lengths_truncation_float32(name, cache):
+    agree(small(name), np.float64, cache, tau=5, lengths=[5, 2, 4], truncate=2, schedule="stepwise")
+    agree(small(name, H=5), np.float32, cache, batch=6, seed=2, schedule="stepwise")
 
 
 @simulated
@@ -179,12 +194,13 @@ def test_device_arrays_stay_on_the_device(cache):
 
 
 @simulated
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@pytest.mark.parametrize("schedule", ["persistent", "stepwise"])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                HealthCheck.function_scoped_fixture])
 @given(case=random_model(max_states=2, max_depth=2))
-def test_random_recurrences(case, cache):
+def test_random_recurrences(case, schedule, cache):
     text, tau, batch = case
-    agree(uf.parse(text), np.float64, cache, tau=tau, batch=batch, seed=tau)
+    agree(uf.parse(text), np.float64, cache, tau=tau, batch=batch, seed=tau, schedule=schedule)
 
 
 # -- in this process ---------------------------------------------------------------
@@ -208,6 +224,35 @@ def test_zoo_compiles_to_ptx_for_sm90(name, cache):
     kernels = text.count("// ---- kernel ")
     assert kernels >= 5 and text.count(".target sm_90") == kernels
     assert ".entry" in text and "forward_loops" in text and "backward_loops" in text
+
+
+@compiled
+@pytest.mark.parametrize("name", ["lstm", "gru", "birnn", "skip"])
+def test_stepwise_compiles_to_ptx_for_sm90(name, cache):
+    pytest.importorskip("numba.cuda")
+    fn = uf.compile(uf.load(Path(uf.__file__).parent / "zoo" / f"{name}.rnn"), target="cuda",
+                    dtype=np.float32, cache_dir=cache, schedule="stepwise")
+    text = fn.ptx(cc=(9, 0))
+    assert "forward_loops" not in text and "step_" in text and "_adjoint" in text
+    assert text.count(".target sm_90") == text.count("// ---- kernel ")
+
+
+def test_auto_schedule_goes_stepwise_when_weights_outgrow_the_caches(tmp_path):
+    from unfold.backends import numba_cuda
+    lstm = uf.load(Path(uf.__file__).parent / "zoo" / "lstm.rnn")
+    program = lambda H: uf.compile(lstm.bind(H=H), target="cuda", cache_dir=tmp_path).program()  # noqa: E731
+    assert numba_cuda.schedule_for(program(256), np.float32) == "persistent"   # 4 * 256^2 * 4 B = 1 MiB
+    assert numba_cuda.schedule_for(program(512), np.float32) == "stepwise"
+    assert numba_cuda.schedule_for(program(256), np.float64) == "stepwise"
+    assert numba_cuda.schedule_for(program(512), np.float32, "persistent") == "persistent"
+
+
+def test_a_schedule_is_checked():
+    rec = small("elman")
+    with pytest.raises(uf.UnfoldError, match="expected one of auto, persistent, stepwise"):
+        uf.compile(rec, target="cuda", schedule="fast")
+    with pytest.raises(uf.UnfoldError, match="is for target='cuda'"):
+        uf.compile(rec, target="cpu", schedule="stepwise")
 
 
 @compiled

@@ -93,7 +93,7 @@ def cmd_check(args):
         rows, ok = gradcheck(rec, params, inputs, targets, init=init, tau=args.tau, batch=args.batch), True
     else:
         from .compiler import compile as compile_
-        fn = compile_(rec, target=args.target, dtype=np.float64)
+        fn = compile_(rec, target=args.target, dtype=np.float64, schedule=args.schedule)
         size = dict(tau=args.tau, batch=args.batch)
         ok = _check_compiled(fn, rec, params, inputs, targets, init, size)
         vg = lambda r, p, i, t, **kw: fn.value_and_grad(p, i, t, **kw)  # noqa: E731
@@ -123,7 +123,7 @@ def _check_compiled(fn, rec, params, inputs, targets, init, size) -> bool:
 def cmd_compile(args):
     from .compiler import compile as compile_
     rec = _model(args)
-    fn = compile_(rec, target=args.target, dtype=np.dtype(args.dtype), mode=args.mode)
+    fn = compile_(rec, target=args.target, dtype=np.dtype(args.dtype), mode=args.mode, schedule=args.schedule)
     if args.ir:
         print(fn.program().listing())
     if args.ptx:
@@ -153,6 +153,12 @@ def cmd_demo(args):
     return demo(args)
 
 
+def schedule(sub):
+    from .compiler import SCHEDULES
+    sub.add_argument("--schedule", choices=SCHEDULES, default="auto",
+                     help="cuda: the time loop in one persistent kernel, or a launch per stage and step")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unfold", description="A graph compiler for recurrent networks.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -179,6 +185,7 @@ def parser() -> argparse.ArgumentParser:
     add("run", cmd_run, "evaluate on random params and inputs", tau=True, batch=True)
     c = add("check", cmd_check, "check gradients against finite differences", tau=8, batch=True)
     c.add_argument("--target", choices=["reference", "cpu", "cuda"], default="reference")
+    schedule(c)
     k = add("compile", cmd_compile, "compile and print the generated code")
     k.add_argument("--target", choices=["cpu", "cuda"], default="cpu")
     k.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -187,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--ir", action="store_true", help="print the step program")
     k.add_argument("--ptx", action="store_true", help="print PTX (cuda)")
     k.add_argument("--cc", default="9.0", help="compute capability for --ptx")
+    schedule(k)
     b = add("bench", cmd_bench, "time forward and forward+backward against peers", tau=200, batch=True)
     b.add_argument("--vs", help="peers: numpy,torch,torch-loop,jax")
     b.add_argument("--repeats", type=int, default=7)

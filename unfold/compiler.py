@@ -33,6 +33,7 @@ from .runargs import RunArgs
 
 TARGETS = ("cpu", "cuda")
 MODES = ("rolled", "unrolled")
+SCHEDULES = ("auto", "persistent", "stepwise")   # of the CUDA time loops
 
 
 def default_cache_dir() -> Path:
@@ -51,9 +52,11 @@ def canonical(rec: Recurrence) -> str:
 class Compiled:
     """A compiled recurrence; the kernels for runs with `lengths` are built on first use."""
 
-    def __init__(self, rec: Recurrence, target: str, dtype, mode: str, unroll: int, cache_dir: Path):
+    def __init__(self, rec: Recurrence, target: str, dtype, mode: str, unroll: int, cache_dir: Path,
+                 schedule: str = "auto"):
         self.rec, self.target, self.dtype = rec, target, np.dtype(dtype)
         self.mode, self.unroll, self.cache_dir = mode, unroll, Path(cache_dir)
+        self.schedule = schedule
         self.cache_hits = 0   # modules loaded from the disk cache rather than generated
         self._kernels: dict = {}
 
@@ -87,7 +90,7 @@ class Compiled:
         import numba
         from . import __version__
         text = "\n".join([canonical(self.rec), self.target, self.dtype.name, self.mode, str(self.unroll),
-                          str(masked), str(tau), __version__, numba.__version__, _code_version()])
+                          str(masked), str(tau), self.schedule, __version__, numba.__version__, _code_version()])
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def kernels(self, masked: bool, tau: int):
@@ -106,7 +109,8 @@ class Compiled:
             args = eval_args(args_path.read_text())
         else:
             program = self.program(masked)
-            source, args = self.backend().emit(program, self.dtype, unroll=self.unroll, tau=tau)
+            options = {"schedule": self.schedule} if self.target == "cuda" else {}
+            source, args = self.backend().emit(program, self.dtype, unroll=self.unroll, tau=tau, **options)
             _atomic_write(path, source)
             _atomic_write(args_path, repr(args))
         module = _import(name, path)
@@ -208,12 +212,15 @@ def _import(name: str, path: Path):
 
 
 def compile(rec: Recurrence, target: str = "cpu", dtype=np.float64, mode: str = "rolled",
-            unroll: int = 1, cache_dir=None) -> Compiled:
+            unroll: int = 1, cache_dir=None, schedule: str = "auto") -> Compiled:
     """Compile `rec` for `target` ("cpu" or "cuda").
 
     mode="rolled" runs the step program in a time loop (compile time does not
     depend on T); "unrolled" emits straight-line code for each T it is called
-    with; unroll=k repeats the step k times per loop trip."""
+    with; unroll=k repeats the step k times per loop trip.  schedule (CUDA):
+    "persistent" keeps the time loop inside one kernel per pass, "stepwise"
+    launches each stage per step over the whole GPU, "auto" picks by the size
+    of the recurrent weights (docs/cuda.md)."""
     if target not in TARGETS:
         raise UnfoldError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     if mode not in MODES:
@@ -222,4 +229,9 @@ def compile(rec: Recurrence, target: str = "cpu", dtype=np.float64, mode: str = 
         raise UnfoldError(f"dtype must be float32 or float64, not {np.dtype(dtype)}")
     if not isinstance(unroll, int) or unroll < 1:
         raise UnfoldError(f"unroll must be a positive integer, not {unroll!r}")
-    return Compiled(rec, target, dtype, mode, unroll, Path(cache_dir) if cache_dir else default_cache_dir())
+    if schedule not in SCHEDULES:
+        raise UnfoldError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    if schedule != "auto" and target != "cuda":
+        raise UnfoldError(f"schedule={schedule!r} is for target='cuda'; the CPU has one schedule")
+    return Compiled(rec, target, dtype, mode, unroll, Path(cache_dir) if cache_dir else default_cache_dir(),
+                    schedule)
