@@ -223,6 +223,8 @@ class Emitter:
             s = -h.shift
             self.acc.used.update({h.id, f"in_{h.input}", f"WT_{h.id}"})
             rows = plus("T", -s)
+            if s:  # the steps before the input starts read zeros (workspaces are reused, not zeroed)
+                w.line(f"{h.id}[:{s}] = 0.0")
             w.line(f"_mm(in_{h.input}[:{rows}].reshape(({rows}) * B, {n}), WT_{h.id}, "
                    f"{h.id}[{s}:].reshape(({rows}) * B, {h.size}))")
 

@@ -178,6 +178,22 @@ def test_compiled_equals_reference_with_lengths(compiled, name, dtype, mode):
     check_against_reference(compiled(name, dtype, mode), name, dtype, lengths=True, truncations=(None, 2))
 
 
+@pytest.mark.parametrize("name", ZOO)
+def test_garbage_in_the_reused_workspaces_changes_nothing(compiled, name):
+    """Workspaces are reused across calls, not cleared: every buffer a pass
+    reads, it writes first (teacher's y[t-1] projection at t = 1 was left to
+    the zeros of a buffer's first allocation)."""
+    fn = compiled(name)
+    run = as_dtype(case(name, True), np.float64)
+    first = fn.value_and_grad(run.params, run.inputs, run.targets, **run.kwargs())
+    for a in fn.workspace().values():
+        a.fill(np.nan)
+    loss, grads = fn.value_and_grad(run.params, run.inputs, run.targets, **run.kwargs())
+    assert loss == first[0]
+    for k, g in grads.items():
+        np.testing.assert_array_equal(g, first[1][k], err_msg=k)
+
+
 # -- random recurrences --------------------------------------------------------------
 
 #: cases hypothesis found, kept as regressions
