@@ -32,10 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from unfold import runtime
 from unfold.codegen import Writer
 from unfold.compiler import SCHEDULES
 from unfold.errors import UnfoldError
+from unfold.ir import Role
 from unfold.lower import Fused, MatMul, OpStage, Program
+from unfold.runargs import is_device_array, to_host
 from unfold.runtime import forward_shapes, locate
 
 from .cuda_prelude import HELPER_SIGNATURES, PRELUDE
@@ -568,7 +571,7 @@ class Kernels:
         if _simulated():
             _serialize_shared_allocation()
 
-    def _call(self, name, T, B, trunc, bufs, written):
+    def _call(self, name, T, B, trunc, bufs, written, stay=False):
         require_device()
         from numba import cuda
         scalars = {"T": T, "B": B, "trunc": trunc}
@@ -586,16 +589,56 @@ class Kernels:
         with _simulator_pace():
             result = getattr(self.module, name)(*[scalars[a] if a in scalars else dev[a] for a in self.args[name]])
         for a, d in dev.items():
-            if a.startswith(written) and isinstance(bufs[a], np.ndarray):
+            if a.startswith(written) and isinstance(bufs[a], np.ndarray) and not stay:
                 d.copy_to_host(bufs[a])
         self._resident = {a: (bufs[a], d) for a, d in dev.items()} if name == "forward" else {}
-        return result
+        return (result, dev) if stay else result
 
-    def forward(self, T, B, trunc, bufs):
-        return self._call("forward", T, B, trunc, bufs, WRITTEN)
+    def forward(self, T, B, trunc, bufs, stay=False):
+        """The loss; with `stay`, (loss, the device buffers), nothing copied back."""
+        return self._call("forward", T, B, trunc, bufs, WRITTEN, stay)
 
-    def backward(self, T, B, trunc, bufs):
-        return self._call("backward", T, B, trunc, bufs, ("d",))
+    def backward(self, T, B, trunc, bufs, stay=False):
+        return self._call("backward", T, B, trunc, bufs, ("d",), stay)
+
+
+def device_outputs(program: Program, dev: dict, bufs: dict, T: int) -> dict:
+    """The forward pass's values as device arrays: views of its fresh device
+    buffers (states and per-step values); a param-only value, the same at every
+    step, is broadcast on the host and copied over."""
+    views = {"lw": bufs["lw"]}
+    for vid in program.outputs.values():
+        loc = locate(program, vid)
+        views[loc.buf] = dev[loc.buf] if loc.kind in ("state", "seq") else dev[loc.buf].copy_to_host()
+    return _on_device(runtime.outputs(program, views, T))
+
+
+def _on_device(tree: dict) -> dict:
+    """Host arrays of a dict copied to the device."""
+    from numba import cuda
+    return {k: v if is_device_array(v) else cuda.to_device(np.ascontiguousarray(v)) for k, v in tree.items()}
+
+
+def device_gradients(program: Program, d: dict, dev: dict, run) -> dict:
+    """Gradients as device arrays, from the adjoint buffers `d` and the device
+    copies `dev` the backward pass left there.  Input gradients are its fresh
+    device buffers; param and initial-state gradients (small, and summed over
+    the first and last rows of a state's adjoint) come through the host."""
+    host = {}
+    for k, v in {**d, **dev}.items():
+        if k.startswith("dp_"):
+            host[k] = to_host({k: v})[k]
+        elif k.startswith("dS_"):  # only the initial rows (t <= 0, t > T) are read
+            depth = (v.shape[0] - run.tau) // 2
+            a = np.zeros(v.shape, v.dtype)
+            a[:depth] = to_host({k: v[:depth]})[k]
+            a[run.tau + depth:] = to_host({k: v[run.tau + depth:]})[k]
+            host[k] = a
+        elif k.startswith("din_"):
+            host[k] = np.empty(0, v.dtype)   # stays on the device; put back below
+    grads = runtime.gradients(program, host, run)
+    grads.update({s.name: dev[f"din_{s.name}"] for s in program.rec.of_role(Role.INPUT)})
+    return _on_device(grads)
 
 
 @contextlib.contextmanager

@@ -194,6 +194,45 @@ def test_device_arrays_stay_on_the_device(cache):
 
 
 @simulated
+@pytest.mark.parametrize("name, schedule", [("stacked", "persistent"), ("lstm", "stepwise"), ("skip", "auto")])
+def test_compiled_functions_take_device_arrays_and_leave_results_there(name, schedule, cache):
+    """fn(...) and fn.value_and_grad(...) on device arrays: every value and
+    gradient comes back as a device array, equal to the reference's."""
+    from numba import cuda
+    rec = small(name)
+    run = random_run(rec, tau=4, batch=3, seed=5, with_init=True)
+    fn = uf.compile(rec, target="cuda", dtype=np.float64, cache_dir=cache, schedule=schedule)
+    dev = lambda d: {k: cuda.to_device(np.ascontiguousarray(v)) for k, v in d.items()}  # noqa: E731
+    out = fn(dev(run.params), dev(run.inputs), dev(run.targets), init=dev(run.init))
+    want = uf.evaluate(rec, run.params, run.inputs, run.targets, init=run.init)
+    assert set(out) == set(want)
+    for k, v in out.items():
+        got = v if k == "loss" else v.copy_to_host()
+        assert k == "loss" or hasattr(v, "copy_to_host"), k
+        assert rel(got, want[k]) <= 1e-10, k
+    loss, grads = fn.value_and_grad(run.params, dev(run.inputs), dev(run.targets), init=run.init)
+    ref_loss, ref = uf.value_and_grad(rec, run.params, run.inputs, run.targets, init=run.init)
+    assert rel(loss, ref_loss) <= 1e-10 and set(grads) == set(ref)
+    for k, g in grads.items():
+        assert hasattr(g, "copy_to_host") and rel(g.copy_to_host(), ref[k]) <= 1e-10, k
+
+
+@simulated
+def test_device_arrays_are_checked_and_kept_off_the_cpu(cache):
+    from numba import cuda
+    rec = small("elman")
+    run = random_run(rec, tau=3, batch=2)
+    x = cuda.to_device(run.inputs["x"].astype(np.float32))
+    fn = uf.compile(rec, target="cuda", dtype=np.float64, cache_dir=cache)
+    with pytest.raises(uf.InputError, match="`x` has dtype float32; this function was compiled for float64"):
+        fn.value_and_grad(run.params, {"x": x}, run.targets)
+    cpu = uf.compile(rec, target="cpu", dtype=np.float32, cache_dir=cache)
+    with pytest.raises(uf.InputError, match="`x` is a CUDA device array; this function runs on the host"):
+        cpu.loss({k: v.astype(np.float32) for k, v in run.params.items()}, {"x": x},
+                 {k: v.astype(np.float32) for k, v in run.targets.items()})
+
+
+@simulated
 @pytest.mark.parametrize("schedule", ["persistent", "stepwise"])
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                HealthCheck.function_scoped_fixture])

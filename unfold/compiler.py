@@ -28,8 +28,8 @@ import numpy as np
 
 from . import runtime
 from .errors import InputError, ModelError, UnfoldError
-from .ir import Recurrence
-from .runargs import RunArgs
+from .ir import Recurrence, Role
+from .runargs import RunArgs, is_device_array, to_host
 
 TARGETS = ("cpu", "cuda")
 MODES = ("rolled", "unrolled")
@@ -136,23 +136,35 @@ class Compiled:
 
     def _prepare(self, params, inputs, targets, init, lengths, tau, batch, need_targets=True,
                  returned=False):
+        """The checked run, its step program, its buffers, and whether it runs
+        on device arrays (target "cuda": then the params and initial states,
+        packed on the host, are copied there; the sequences stay put)."""
+        device = self.target == "cuda" and any(
+            is_device_array(v) for tree in (params, inputs, targets, init) if tree for v in tree.values())
+        if device:
+            params, init = to_host(params), to_host(init)
         run = RunArgs.check(self.rec, params, inputs, targets, init, lengths, tau, batch,
-                            strict=True, dtype=self.dtype, need_targets=need_targets)
+                            strict=True, dtype=self.dtype, need_targets=need_targets, device=self.target == "cuda")
         program = self.program_for(run)
         fresh = runtime.output_buffers(program) if returned else ()
-        return run, program, runtime.prepare(program, run, self.workspace(), fresh)
+        return run, program, runtime.prepare(program, run, self.workspace(), fresh), device
 
     def program_for(self, run: RunArgs):
         return self.program(run.mask is not None)
 
     def __call__(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None):
-        """Every state and intermediate [T, B, ...], and the loss: like `uf.evaluate`."""
-        run, program, bufs = self._prepare(params, inputs, targets, init, lengths, tau, batch,
-                                           need_targets=False, returned=True)
+        """Every state and intermediate [T, B, ...], and the loss: like `uf.evaluate`.
+        Given device arrays (target "cuda"), the values are device arrays."""
+        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
+                                                   need_targets=False, returned=True)
         kern = self.kernels(run.mask is not None, run.tau)
-        loss = kern.forward(run.tau, run.batch, 0, bufs)
-        out = runtime.outputs(program, bufs, run.tau)
-        if program.loss and (targets or not self.rec.of_role(__import__("unfold").Role.TARGET)):
+        if device:
+            loss, dev = kern.forward(run.tau, run.batch, 0, bufs, stay=True)
+            out = self.backend().device_outputs(program, dev, bufs, run.tau)
+        else:
+            loss = kern.forward(run.tau, run.batch, 0, bufs)
+            out = runtime.outputs(program, bufs, run.tau)
+        if program.loss and (targets or not self.rec.of_role(Role.TARGET)):
             out["loss"] = float(loss)
         return out
 
@@ -160,17 +172,26 @@ class Compiled:
         """The loss alone: the forward pass without returning its values."""
         if self.rec.loss is None:
             raise ModelError(f"model `{self.rec.name}` has no loss")
-        run, program, bufs = self._prepare(params, inputs, targets, init, lengths, tau, batch)
-        return float(self.kernels(run.mask is not None, run.tau).forward(run.tau, run.batch, 0, bufs))
+        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch)
+        kern = self.kernels(run.mask is not None, run.tau)
+        return float(kern.forward(run.tau, run.batch, 0, bufs, stay=True)[0] if device else
+                     kern.forward(run.tau, run.batch, 0, bufs))
 
     def value_and_grad(self, params, inputs=None, targets=None, init=None, lengths=None, truncate=None,
                        tau=None, batch=None):
+        """The loss and the gradients of params, inputs and initial states
+        (device arrays, given device arrays)."""
         if self.rec.loss is None:
             raise ModelError(f"model `{self.rec.name}` has no loss to differentiate")
         if truncate is not None and (not isinstance(truncate, int) or truncate < 1):
             raise InputError(f"truncate must be a positive number of steps, not {truncate!r}")
-        run, program, bufs = self._prepare(params, inputs, targets, init, lengths, tau, batch)
+        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch)
         kern = self.kernels(run.mask is not None, run.tau)
+        if device:
+            loss, _ = kern.forward(run.tau, run.batch, 0, bufs, stay=True)
+            d = runtime.adjoint_buffers(program, bufs, run, kern.args["backward"], self.workspace())
+            _, dev = kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d}, stay=True)
+            return float(loss), self.backend().device_gradients(program, d, dev, run)
         loss = kern.forward(run.tau, run.batch, 0, bufs)
         d = runtime.adjoint_buffers(program, bufs, run, kern.args["backward"], self.workspace())
         kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d})

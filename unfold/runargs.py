@@ -39,7 +39,8 @@ class RunArgs:
     @classmethod
     def check(cls, rec: Recurrence, params, inputs=None, targets=None, init=None, lengths=None,
               tau=None, batch=None, strict=False, dtype=None,
-              need_targets=True) -> "RunArgs":
+              need_targets=True, device=False) -> "RunArgs":
+        """`device`: inputs and targets may be CUDA device arrays (target "cuda")."""
         inputs, targets, init = dict(inputs or {}), dict(targets or {}), dict(init or {})
         params = _check_params(rec, params, strict, dtype)
         dt = np.dtype(dtype) if dtype is not None else (
@@ -58,7 +59,7 @@ class RunArgs:
                         continue  # only the loss reads it, and no loss is asked for
                     raise InputError(f"missing {what} `{s.name}` ({'[T, B, ' if s.timed else '[B, '}"
                                      f"{', '.join(map(str, s.shape))}])")
-                seqs[s.name] = _array(s.name, given[s.name], dt, strict)
+                seqs[s.name] = _array(s.name, given[s.name], dt, strict, device)
         tau, batch = _sizes(rec, seqs, tau, batch)
         for name, a in seqs.items():
             s = rec.symbols[name]
@@ -75,7 +76,24 @@ class RunArgs:
         return self.lengths.astype(float) if self.lengths is not None else np.full(self.batch, float(self.tau))
 
 
-def _array(name: str, a, dtype, strict: bool) -> np.ndarray:
+def is_device_array(a) -> bool:
+    """A numba CUDA device array (or the simulator's stand-in for one)."""
+    return hasattr(a, "copy_to_host") and not isinstance(a, np.ndarray)
+
+
+def to_host(tree: dict | None) -> dict | None:
+    """The dict with its device arrays copied to the host."""
+    if tree is None:
+        return None
+    return {k: v.copy_to_host() if is_device_array(v) else v for k, v in tree.items()}
+
+
+def _array(name: str, a, dtype, strict: bool, device: bool = False) -> np.ndarray:
+    if is_device_array(a):
+        if not device:
+            raise InputError(f"`{name}` is a CUDA device array; this function runs on the host: pass "
+                             f"{name}.copy_to_host(), or compile with target='cuda'")
+        return _device_array(name, a, dtype)
     if not isinstance(a, np.ndarray):
         if strict:
             raise InputError(f"`{name}` must be a numpy array, not {type(a).__name__}")
@@ -86,6 +104,15 @@ def _array(name: str, a, dtype, strict: bool) -> np.ndarray:
         raise InputError(f"`{name}` has dtype {a.dtype}; this function was compiled for {np.dtype(dtype)}")
     if strict and not a.flags.c_contiguous:
         raise InputError(f"`{name}` is not C-contiguous; pass np.ascontiguousarray({name})")
+    return a
+
+
+def _device_array(name: str, a, dtype):
+    """A device array is checked by its attributes; its data stays where it is."""
+    if np.dtype(a.dtype) != np.dtype(dtype):
+        raise InputError(f"`{name}` has dtype {a.dtype}; this function was compiled for {np.dtype(dtype)}")
+    if not a.is_c_contiguous():
+        raise InputError(f"`{name}` is a device array that is not C-contiguous; make a contiguous copy")
     return a
 
 
