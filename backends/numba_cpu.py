@@ -105,6 +105,11 @@ def plus(t: str, k: int) -> str:
     return t if k == 0 else f"{t} + {k}" if k > 0 else f"{t} - {-k}"
 
 
+def steps(loop, adjoint: bool) -> str:
+    """The steps of a time loop in the order a pass visits them."""
+    return "range(1, T + 1)" if (loop.direction > 0) != adjoint else "range(T, 0, -1)"
+
+
 def keep_name(shift: int) -> str:
     """The flag saying whether adjoints may reach the state read at t + shift."""
     return f"keep_m{-shift}" if shift < 0 else f"keep_p{shift}"
@@ -276,13 +281,13 @@ class Emitter:
         """t over 1..T (or T..1): a loop, k steps per trip, or straight-line for a fixed T."""
         up = (loop.direction > 0) != adjoint
         w.line(f"# loop {loop.label}" + (", adjoint" if adjoint else ""))
+        if self.unroll == 1 and self.tau is None:
+            with w.block(f"for t in {steps(loop, adjoint)}:"):
+                body(w)
+            return
         if self.tau is not None:
             for t in (range(1, self.tau + 1) if up else range(self.tau, 0, -1)):
                 w.line(f"t = {t}")
-                body(w)
-            return
-        if self.unroll == 1:
-            with w.block(f"for t in {'range(1, T + 1)' if up else 'range(T, 0, -1)'}:"):
                 body(w)
             return
         k = self.unroll

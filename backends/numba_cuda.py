@@ -38,11 +38,11 @@ from unfold.compiler import SCHEDULES
 from unfold.errors import UnfoldError
 from unfold.ir import Role
 from unfold.lower import Fused, MatMul, OpStage, Program
-from unfold.runargs import is_device_array, to_host
+from unfold.runargs import host_array, is_device_array
 from unfold.runtime import forward_shapes, locate
 
 from .cuda_prelude import HELPER_SIGNATURES, PRELUDE
-from .numba_cpu import Emitter
+from .numba_cpu import Emitter, steps
 
 SHARED_BYTES = 40 * 1024   # weights copied to shared memory up to this size (48 KiB static limit)
 WRITTEN = ("P_", "M_", "S_", "V_")
@@ -69,6 +69,13 @@ def _simulated() -> bool:
 class CudaWriter(Writer):
     """Lines of a kernel: the op templates' batch loop becomes this block's sequences."""
     batch_head = "for b in range(b0 + tid, b0 + nb, nthr):"
+
+
+def _body() -> CudaWriter:
+    """Lines at a function body's depth."""
+    w = CudaWriter()
+    w.depth = 1
+    return w
 
 
 class CudaEmitter(Emitter):
@@ -222,11 +229,9 @@ class CudaEmitter(Emitter):
         """A persistent kernel (`looped`: a block per slice of sequences) or the
         one-block kernel of the param-only stages."""
         self.acc.used, self.looped, self.stepwise = set(), looped, False
-        w = CudaWriter()
-        w.depth = 1
+        w = _body()
         body(w)
-        head = CudaWriter()
-        head.depth = 1
+        head = _body()
         head.line("dt = DT")
         head.line("tid = cuda.threadIdx.x")
         head.line("nthr = cuda.blockDim.x")
@@ -240,32 +245,29 @@ class CudaEmitter(Emitter):
         """One stage (or its adjoint) at step t as a kernel over the whole grid:
         the stepwise schedule, for weights too big to keep on chip."""
         self.acc.used, self.looped, self.stepwise = set(), True, True
-        w = CudaWriter()
-        w.depth = 1
+        w = _body()
         if adjoint:
             self.keeps(w, [st])
         self.stage(w, st, adjoint)
-        head = CudaWriter()
-        head.depth = 1
-        head.line("dt = DT")
-        if not isinstance(st, MatMul):  # every (sequence, unit) pair of the batch, grid-strided
-            head.line("tid = cuda.grid(1)")
-            head.line("nthr = cuda.gridsize(1)")
-            head.line("b0 = 0")
-            head.line("nb = B")
-        return self.jit(name, ["t", "T", "B", "trunc"], head, w)
+        return self.jit(name, ["t", "T", "B", "trunc"], self.grid_head(tiled=isinstance(st, MatMul)), w)
 
     def loss_kernel(self) -> tuple[str, list[str]]:
         """Each sequence's weighted loss terms, over the grid (the stepwise schedule)."""
         self.acc.used, self.looped, self.stepwise = set(), True, True
-        w = CudaWriter()
-        w.depth = 1
-        head = CudaWriter()
-        head.depth = 1
-        for line in ("dt = DT", "tid = cuda.grid(1)", "nthr = cuda.gridsize(1)", "b0 = 0", "nb = B"):
-            head.line(line)
+        w = _body()
         self.loss_terms(w)
-        return self.jit("forward_loss", ["T", "B", "trunc"], head, w)
+        return self.jit("forward_loss", ["T", "B", "trunc"], self.grid_head(), w)
+
+    @staticmethod
+    def grid_head(tiled: bool = False) -> Writer:
+        """A stepwise kernel's threads: the whole grid shares every (sequence,
+        unit) pair of the batch, strided; a tiled matmul indexes its own tiles."""
+        head = _body()
+        head.line("dt = DT")
+        if not tiled:
+            for line in ("tid = cuda.grid(1)", "nthr = cuda.gridsize(1)", "b0 = 0", "nb = B"):
+                head.line(line)
+        return head
 
     def jit(self, name: str, scalars: list[str], head: Writer, body: Writer) -> tuple[str, list[str]]:
         args = [*scalars, *sorted(self.acc.used)]
@@ -359,9 +361,8 @@ class Host:
             self.launch(w, "backward_loops" if adjoint else "forward_loops", kernels)
             return
         for loop, launches in self.steps[adjoint]:
-            up = (loop.direction > 0) != adjoint
             w.line(f"# loop {loop.label}" + (", adjoint" if adjoint else ""))
-            with w.block(f"for t in {'range(1, T + 1)' if up else 'range(T, 0, -1)'}:"):
+            with w.block(f"for t in {steps(loop, adjoint)}:"):
                 for name, grid in launches:
                     self.launch(w, name, kernels, grid)
         if not adjoint:
@@ -627,12 +628,11 @@ def device_gradients(program: Program, d: dict, dev: dict, run) -> dict:
     host = {}
     for k, v in {**d, **dev}.items():
         if k.startswith("dp_"):
-            host[k] = to_host({k: v})[k]
+            host[k] = host_array(v)
         elif k.startswith("dS_"):  # only the initial rows (t <= 0, t > T) are read
             depth = (v.shape[0] - run.tau) // 2
             a = np.zeros(v.shape, v.dtype)
-            a[:depth] = to_host({k: v[:depth]})[k]
-            a[run.tau + depth:] = to_host({k: v[run.tau + depth:]})[k]
+            a[:depth], a[run.tau + depth:] = host_array(v[:depth]), host_array(v[run.tau + depth:])
             host[k] = a
         elif k.startswith("din_"):
             host[k] = np.empty(0, v.dtype)   # stays on the device; put back below

@@ -157,13 +157,9 @@ class Compiled:
         Given device arrays (target "cuda"), the values are device arrays."""
         run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
                                                    need_targets=False, returned=True)
-        kern = self.kernels(run.mask is not None, run.tau)
-        if device:
-            loss, dev = kern.forward(run.tau, run.batch, 0, bufs, stay=True)
-            out = self.backend().device_outputs(program, dev, bufs, run.tau)
-        else:
-            loss = kern.forward(run.tau, run.batch, 0, bufs)
-            out = runtime.outputs(program, bufs, run.tau)
+        loss, dev = self._forward(run, bufs, device)
+        out = self.backend().device_outputs(program, dev, bufs, run.tau) if device else \
+            runtime.outputs(program, bufs, run.tau)
         if program.loss and (targets or not self.rec.of_role(Role.TARGET)):
             out["loss"] = float(loss)
         return out
@@ -173,9 +169,7 @@ class Compiled:
         if self.rec.loss is None:
             raise ModelError(f"model `{self.rec.name}` has no loss")
         run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch)
-        kern = self.kernels(run.mask is not None, run.tau)
-        return float(kern.forward(run.tau, run.batch, 0, bufs, stay=True)[0] if device else
-                     kern.forward(run.tau, run.batch, 0, bufs))
+        return float(self._forward(run, bufs, device)[0])
 
     def value_and_grad(self, params, inputs=None, targets=None, init=None, lengths=None, truncate=None,
                        tau=None, batch=None):
@@ -187,15 +181,20 @@ class Compiled:
             raise InputError(f"truncate must be a positive number of steps, not {truncate!r}")
         run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch)
         kern = self.kernels(run.mask is not None, run.tau)
+        loss, _ = self._forward(run, bufs, device)
+        d = runtime.adjoint_buffers(program, bufs, run, kern.args["backward"], self.workspace())
         if device:
-            loss, _ = kern.forward(run.tau, run.batch, 0, bufs, stay=True)
-            d = runtime.adjoint_buffers(program, bufs, run, kern.args["backward"], self.workspace())
             _, dev = kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d}, stay=True)
             return float(loss), self.backend().device_gradients(program, d, dev, run)
-        loss = kern.forward(run.tau, run.batch, 0, bufs)
-        d = runtime.adjoint_buffers(program, bufs, run, kern.args["backward"], self.workspace())
         kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d})
         return float(loss), runtime.gradients(program, d, run)
+
+    def _forward(self, run: RunArgs, bufs: dict, device: bool):
+        """The forward pass: its loss, and its device buffers when the run is on device arrays."""
+        kern = self.kernels(run.mask is not None, run.tau)
+        if device:
+            return kern.forward(run.tau, run.batch, 0, bufs, stay=True)
+        return kern.forward(run.tau, run.batch, 0, bufs), None
 
 
 @functools.lru_cache(maxsize=None)

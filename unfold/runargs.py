@@ -81,11 +81,14 @@ def is_device_array(a) -> bool:
     return hasattr(a, "copy_to_host") and not isinstance(a, np.ndarray)
 
 
+def host_array(a):
+    """A device array copied to the host; anything else as it is."""
+    return a.copy_to_host() if is_device_array(a) else a
+
+
 def to_host(tree: dict | None) -> dict | None:
     """The dict with its device arrays copied to the host."""
-    if tree is None:
-        return None
-    return {k: v.copy_to_host() if is_device_array(v) else v for k, v in tree.items()}
+    return None if tree is None else {k: host_array(v) for k, v in tree.items()}
 
 
 def _array(name: str, a, dtype, strict: bool, device: bool = False) -> np.ndarray:
