@@ -84,23 +84,21 @@ def _extend(dag: nx.DiGraph, new_nodes: list, **graph_attrs) -> nx.DiGraph:
     g._succ.update({n: dict(d) for n, d in dag._succ.items()})
     g._pred.update({n: dict(d) for n, d in dag._pred.items()})
     node, succ, pred = g._node, g._succ, g._pred
-    for v, a in new_nodes:
+    for v, a in new_nodes:  # a node's inputs come before it (reverse topological order)
         node[v] = a
         succ[v] = {}
-        pred[v] = {u: {} for u in a["inputs"]}
-    for v, a in new_nodes:
-        pv = pred[v]
-        for u in pv:
-            succ[u][v] = pv[u]
+        pv = pred[v] = {}
+        for u in a["inputs"]:
+            pv[u] = succ[u][v] = {}
     return g
 
 
 def _needs_gradient(dag, topo, wrt) -> set[str]:
     """Nodes that depend on something differentiable (a param, an input, an initial state)."""
     wrt = None if wrt is None else set(wrt)
-    needs = set()
+    needs, nodes = set(), dag._node
     for n in topo:
-        a = dag.nodes[n]
+        a = nodes[n]
         kind = a["kind"]
         if kind in (Kind.PARAM, Kind.INPUT):
             if not a.get("pad") and (wrt is None or a["name"] in wrt):
