@@ -20,7 +20,7 @@ import numpy as np
 
 from unfold.codegen import ScalarPrinter, Writer, assignments
 from unfold.lower import Fused, MatMul, OpStage, Program, grad_symbol, symbol
-from unfold.runtime import Loc, assigned_adjoints, buffer_widths, locate
+from unfold.runtime import Loc, assigned_adjoints, buffer_widths, locate, stage_reads
 
 FASTMATH = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
 DECORATOR = f"@numba.njit(cache=True, error_model='numpy', fastmath={FASTMATH})"
@@ -267,9 +267,7 @@ class Emitter:
         """Truncated BPTT: may adjoints reach state instances k steps back?"""
         shifts = set()
         for st in stages:
-            ids = st.inputs if isinstance(st, Fused) else [st.operand] if isinstance(st, MatMul) \
-                else list(self.p.values[st.value].args)
-            for vid in ids:
+            for vid in stage_reads(self.p, st):
                 loc = self.acc.loc(vid)
                 if loc.kind == "state" and loc.shift:
                     shifts.add(loc.shift)

@@ -159,6 +159,16 @@ def initial_value(program: Program, s, run: RunArgs) -> np.ndarray:
     return np.broadcast_to(np.asarray(value, run.dtype), (run.batch, s.size))
 
 
+def stage_reads(program: Program, st) -> list[str]:
+    """The values a stage reads (an elementwise stage's inputs, a matmul's
+    operand, a barrier op's arguments)."""
+    if isinstance(st, Fused):
+        return list(st.inputs)
+    if isinstance(st, MatMul):
+        return [st.operand]
+    return list(program.values[st.value].args)
+
+
 def assigned_adjoints(program: Program) -> set[str]:
     """Values whose adjoint one elementwise stage writes whole, once per step:
     the backward pass stores it (`=`) instead of adding, and its buffer needs
@@ -166,9 +176,7 @@ def assigned_adjoints(program: Program) -> set[str]:
     readers: dict[str, int] = {}
     writer: dict[str, Fused] = {}
     for st in program.stages():
-        ids = st.inputs if isinstance(st, Fused) else [st.operand] if isinstance(st, MatMul) \
-            else list(program.values[st.value].args)
-        for vid in ids:
+        for vid in stage_reads(program, st):
             readers[vid] = readers.get(vid, 0) + 1
             if isinstance(st, Fused) and vid in st.adjoints:
                 writer[vid] = st

@@ -95,9 +95,10 @@ def draw(rec, view: str = "circuit", tau: int = 3, force: bool = False, **option
 
 def add_side_by_side(g, rec, tau: int, **options) -> None:
     """Fig. 10.2's layout: the circuit, an `unfold` arrow, the unfolded graph.
-    Clusters keep the halves apart; graphviz places them in input order.
-    newrank lets the unfolded half's `rank=same` rows (time order) hold inside
-    a cluster, where dot's default ranking would drop them."""
+    The circuit sits in a cluster of its own and graphviz places the parts in
+    input order; the unfolded half stays outside any cluster, where its
+    `rank=same` rows (time order) hold, with newrank ranking the whole graph
+    at once rather than cluster by cluster."""
     g.attr(newrank="true")
     with g.subgraph(name="cluster_circuit") as left:
         left.attr(label="", style="invis")
