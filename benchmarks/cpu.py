@@ -99,7 +99,7 @@ t0 = time.perf_counter()
 import unfold as uf
 sys.path.insert(0, {str(HERE.parent)!r})
 from benchmarks.cpu import model
-from unfold.gradcheck import random_run
+from unfold.tools.gradcheck import random_run
 rec = model({cell!r}, {H}, {H})
 p, x, y, _ = random_run(rec, TAU, 1, 0, np.float32)
 t1 = time.perf_counter()

@@ -65,9 +65,9 @@ def random_run(rec, tau, batch, seed=0, lengths=None, with_init=True, scale=0.5)
 
 
 def _in_xent(rec, name):
-    from unfold.ir import Call, walk
+    from unfold.lang.ir import Call, walk
     exprs = [e.expr for e in rec.equations] + ([rec.loss.expr] if rec.loss else [])
-    return any(isinstance(n, Call) and n.op == "softmax_cross_entropy"
+    return any(isinstance(n, Call) and n.op.name == "softmax_cross_entropy"
                and any(getattr(a, "name", None) == name for a in n.args[1:])
                for e in exprs for n in walk(e))
 

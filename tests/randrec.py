@@ -31,6 +31,8 @@ tau >= max delay is not guaranteed; `tau` is 2..5 and `batch` 1..3.
 """
 from __future__ import annotations
 
+import re
+
 from hypothesis import strategies as st
 
 FUNCTIONS = ("tanh", "sigmoid", "sin", "softplus")
@@ -161,9 +163,38 @@ class _Model:
         return f"loss = {d(st.sampled_from(['sum_t', 'mean_t', 'last_t']))}({term})"
 
 
+#: names a user may well write that the compiler's own ids, buffers and
+#: generated code also use: every one must be harmless
+HOSTILE = ("c_h", "h_m1", "x_m1", "s0_m1", "s0_p1", "p_p0", "S_s0", "V_m0", "in_x", "P_x", "M_x", "F_s0",
+           "A_loss", "W_M_x", "dS_s0", "dR_p_p0", "dp_p0", "g_s0", "G_s0", "z", "z_1", "running", "mask", "lw",
+           "loss_1", "np", "math", "numba", "cuda", "dt", "DT", "T", "B", "S", "b", "j", "k", "q", "trunc",
+           "forward", "backward", "ARGS", "range", "len", "min", "float", "i", "g_1", "a0", "a1", "_x", "x__",
+           "v", "v_1", "d", "e", "E", "I", "pi", "N_1", "step", "sign")
+#: the generator's own names, which `hostile` may rename
+_RENAMEABLE = re.compile(r"\b(x|u|y|g|s[0-9]|m[0-9]|p[0-9]+)\b")
+
+
+def _rename(draw, text: str) -> str:
+    """The same model with some of its symbols renamed to hostile names."""
+    names = sorted(set(_RENAMEABLE.findall(text)))
+    pool = list(HOSTILE)
+    mapping = {}
+    for name in names:
+        if draw(st.booleans()):
+            new = draw(st.sampled_from(pool))
+            pool.remove(new)
+            mapping[name] = new
+    fix = lambda part: _RENAMEABLE.sub(lambda m: mapping.get(m.group(1), m.group(1)), part)  # noqa: E731
+    return "\n".join(fix(line) if not line.startswith(("def ", "    ")) else line
+                     for line in text.splitlines()) + "\n"
+
+
 @st.composite
 def random_model(draw, max_states: int = 3, max_delay: int = 3, backward: bool = True,
-                 max_depth: int = 3):
-    """A strategy of (text, tau, batch): a random valid `.rnn` model and run sizes."""
+                 max_depth: int = 3, hostile: bool = False):
+    """A strategy of (text, tau, batch): a random valid `.rnn` model and run sizes;
+    `hostile`: some symbols renamed to names the compiler itself uses (`HOSTILE`)."""
     text = _Model(draw, max_states, max_delay, backward, max_depth).text()
+    if hostile:
+        text = _rename(draw, text)
     return text, draw(st.integers(2, 5)), draw(st.integers(1, 3))

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import unfold as uf
-from unfold.builder import Model, mse, sigmoid, tanh
-from unfold.compiler import canonical
+from unfold.lang import builder as uf_builder
+from unfold.lang.builder import Model, mse, sigmoid, tanh
+from unfold.lang.recurrence import canonical
 
 MODELS = Path(__file__).parent.parent / "examples" / "models"
 
@@ -59,7 +60,7 @@ def test_builder_user_function_is_sympy():
     softsign = m.function("softsign", lambda z: z / (1 + abs(z)))
     t = m.t
     h[t] = softsign(h[t - 1] + x[t]) * sigmoid(x[t])
-    m.loss = m.mean_t(uf.builder.mean(h[t]))
+    m.loss = m.mean_t(uf_builder.mean(h[t]))
     rec = m.build()
     assert str(rec.functions["softsign"].expr) == "a0/(Abs(a0) + 1)"
     parsed = uf.parse("""

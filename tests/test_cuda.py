@@ -131,10 +131,10 @@ def test_shared_weights_are_one_array_per_block(cache, monkeypatch):
 @simulated
 def test_weights_too_big_for_shared_memory_stay_in_global(cache):
     rec = small("elman", H=72)  # 72 x 72 float64 = 41 KiB > SHARED_BYTES
-    from unfold.backends import numba_cuda
+    from unfold.backends.cuda.schedule import SHARED_BYTES
     source = uf.compile(rec, target="cuda", dtype=np.float64, cache_dir=cache).source
-    assert "sWT_M_c_h_1" not in source and 72 * 72 * 8 > numba_cuda.SHARED_BYTES
-    assert "sWT_M_c_h_1" in uf.compile(rec, target="cuda", dtype=np.float32, cache_dir=cache).source
+    assert "_sWT_M_h_m1" not in source and 72 * 72 * 8 > SHARED_BYTES
+    assert "_sWT_M_h_m1" in uf.compile(rec, target="cuda", dtype=np.float32, cache_dir=cache).source
     agree(rec, np.float64, cache, tau=2, batch=1)
 
 
@@ -163,19 +163,19 @@ def test_tiled_gemms(cache):
 def test_device_arrays_stay_on_the_device(cache):
     """Kernels given device arrays write their results there."""
     from numba import cuda
-    from unfold import runtime
-    from unfold.runargs import RunArgs
+    from unfold.compiler import layout
+    from unfold.graph.runargs import RunArgs
     rec = small("elman")
     fn = uf.compile(rec, target="cuda", dtype=np.float64, cache_dir=cache)
     run = random_run(rec, tau=3, batch=2)
     args = RunArgs.check(rec, run.params, run.inputs, run.targets, None, None, None, None, strict=True,
                          dtype=np.float64)
-    program = fn.program_for(args)
-    host = runtime.prepare(program, args)
+    program = fn.program(False)
+    host = layout.prepare(program, args)
     dev = {k: cuda.to_device(v) for k, v in host.items()}
     kern = fn.kernels(False, None)
     before = host["S_h"].copy()
-    loss = kern.forward(args.tau, args.batch, 0, dev)
+    loss, _ = kern.forward(args.tau, args.batch, 0, dev)
     ref = uf.evaluate(rec, run.params, run.inputs, run.targets)
     assert loss == pytest.approx(ref["loss"], rel=1e-12)
     np.testing.assert_array_equal(host["S_h"], before)   # nothing came back to the host
@@ -266,13 +266,15 @@ def test_stepwise_compiles_to_ptx_for_sm90(name, cache):
 
 
 def test_auto_schedule_goes_stepwise_when_weights_outgrow_the_caches(tmp_path):
-    from unfold.backends import numba_cuda
+    pytest.importorskip("numba.cuda")
+    from unfold.backends.cuda.schedule import schedule_for
+    from unfold.compiler.passes import lower
     lstm = uf.load(Path(uf.__file__).parent / "zoo" / "lstm.rnn")
-    program = lambda H: uf.compile(lstm.bind(H=H), target="cuda", cache_dir=tmp_path).program()  # noqa: E731
-    assert numba_cuda.schedule_for(program(256), np.float32) == "persistent"   # 4 * 256^2 * 4 B = 1 MiB
-    assert numba_cuda.schedule_for(program(512), np.float32) == "stepwise"
-    assert numba_cuda.schedule_for(program(256), np.float64) == "stepwise"
-    assert numba_cuda.schedule_for(program(512), np.float32, "persistent") == "persistent"
+    program = lambda H: lower(lstm.bind(H=H))  # noqa: E731
+    assert schedule_for(program(256), np.float32) == "persistent"   # 4 * 256^2 * 4 B = 1 MiB
+    assert schedule_for(program(512), np.float32) == "stepwise"
+    assert schedule_for(program(256), np.float64) == "stepwise"
+    assert schedule_for(program(512), np.float32, "persistent") == "persistent"
 
 
 def test_a_schedule_is_checked():

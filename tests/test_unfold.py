@@ -9,8 +9,8 @@ import pytest
 import unfold as uf
 from gradcheck import random_run
 from test_gradients import SMALL
-from unfold.ir import reads
-from unfold.unfolding import export
+from unfold.lang.ir import reads
+from unfold.graph.unfolding import export
 
 MODELS = Path(__file__).resolve().parent.parent / "examples" / "models"
 TAUS = (3, 5, 8)

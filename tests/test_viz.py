@@ -15,7 +15,7 @@ import pytest
 
 import unfold
 from unfold import viz
-from unfold.errors import UnfoldError
+from unfold.lang.errors import UnfoldError
 
 MODELS = Path(__file__).resolve().parents[1] / "examples" / "models"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` not installed")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import graphviz
 
-from unfold.errors import UnfoldError
+from unfold.lang.errors import UnfoldError
 
 from . import style
 from .cell import add_cell

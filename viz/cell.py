@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import itertools
 
-from unfold.ir import Call, Lit, Read, Role
-from unfold.unfolding import Kind
+from unfold.graph.unfolding import Kind
+from unfold.lang.ir import Call, Lit, Read, Role
+from unfold.lang.ops import EW, MATMUL
 
 from . import style
 
@@ -60,14 +61,14 @@ class _Cell:
         """Draw expression `e`; return the id of the node holding its value."""
         if isinstance(e, Read):
             return self.read(e)
-        if e.op == "matmul" and isinstance(e.args[0], Read) and self.shared(e.args[0]):
+        if e.op is MATMUL and isinstance(e.args[0], Read) and self.shared(e.args[0]):
             box = self.param_node(e.args[0].name)
             self.g.edge(self.expr(e.args[1]), box)
             return box
-        args = _flatten_adds(e) if e.op == "ew" and e.name == "add" else list(e.args)
+        args = _flatten_adds(e) if e.op is EW and e.name == "add" else list(e.args)
         values = [a for a in args if not isinstance(a, Lit) and not self.bias(a)]
         biases = [a.name for a in args if self.bias(a)]
-        label = style.op_label(e.op, e.name, e.fn, len([a for a in e.args if not isinstance(a, Lit)]))
+        label = style.op_label(e.op, e.label, e.fn, len([a for a in e.args if not isinstance(a, Lit)]))
         if biases:
             label += " " + ", ".join(f"<I>{style.text(b)}</I>" for b in biases)
         node = self.node_id()
@@ -101,7 +102,7 @@ def _flatten_adds(e) -> list:
     """a + b + c parses as add(add(a, b), c): one `+` node with three inputs reads better."""
     out = []
     for a in e.args:
-        if isinstance(a, Call) and a.op == "ew" and a.name == "add":
+        if isinstance(a, Call) and a.op is EW and a.name == "add":
             out += _flatten_adds(a)
         else:
             out.append(a)

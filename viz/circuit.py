@@ -14,8 +14,8 @@ g[t+k]) labels it +k, since its loop carries values back in time.
 """
 from __future__ import annotations
 
-from unfold.circuit import circuit
-from unfold.unfolding import Kind
+from unfold.graph.circuit import circuit
+from unfold.graph.unfolding import Kind
 
 from . import style
 from .unfolded import only_feeds_loss

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from unfold.bptt import grad_graph
-from unfold.ir import Role
-from unfold.unfolding import Kind, unfold
+from unfold.graph.bptt import grad_graph
+from unfold.graph.unfolding import Kind, unfold
+from unfold.lang.ir import Role
 
 from . import style
 from .unfolded import add_step_edge, add_unfolded, edge_labels

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from unfold.unfolding import Kind, unfold
+from unfold.graph.unfolding import Kind, unfold
+from unfold.lang.ops import ASSIGN
 
 from . import style
 
@@ -31,7 +32,7 @@ def add_ops(g, rec, tau: int, hold: bool = False) -> None:
                 c.node(style.dot_id(n), **_node_attrs(dag.nodes[n]))
     for u, v in dag.edges():
         a = dag.nodes[v]
-        is_hold = a["op"] == "assign" and a["kind"] is Kind.STATE and a["inputs"][1] == u
+        is_hold = a["op"] is ASSIGN and a["kind"] is Kind.STATE and a["inputs"][1] == u
         if is_hold and not hold:
             continue
         extra = dict(color=style.HOLD_COLOR, style="dotted", constraint="false") if is_hold else {}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import graphviz
 
-from unfold.errors import UnfoldError
+from unfold.lang.errors import UnfoldError
 
 FORMATS = ("svg", "png", "pdf", "dot")
 

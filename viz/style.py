@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import html
 
-from unfold.unfolding import Kind
+from unfold.graph.unfolding import Kind
+from unfold.lang.ops import EW
 
 FONT = "Helvetica"
 
@@ -92,11 +93,12 @@ _OP_SYMBOL = {"add": "+", "sub": "−", "mul": "×", "div": "÷", "neg": "−", 
               "sigmoid": "σ", "matmul": "@", "softmax_cross_entropy": "xent"}
 
 
-def op_label(op: str, name: str, fn=None, nargs: int = 2) -> str:
-    """`+`, `×`, `σ`, `tanh`, `@`; an op that folded in a number shows it: `1 − □`."""
-    if op == "ew" and fn is not None and name in ("add", "sub", "mul", "div", "pow") and nargs < 2:
+def op_label(op, name: str, fn=None, nargs: int = 2) -> str:
+    """`+`, `×`, `σ`, `tanh`, `@`; an op that folded in a number shows it: `1 − □`.
+    `op` is the registry entry, `name` the elementwise function's (else the op's)."""
+    if op is EW and fn is not None and name in ("add", "sub", "mul", "div", "pow") and nargs < 2:
         s = str(fn.expr)
         for v in fn.variables:
             s = s.replace(str(v), "□")
         return text(s.replace("-", "−").replace("*", "×"))
-    return text(_OP_SYMBOL.get(name if op == "ew" else op, name if op == "ew" else op))
+    return text(_OP_SYMBOL.get(name, name))

@@ -23,8 +23,8 @@ from collections import defaultdict
 
 import networkx as nx
 
-from unfold.circuit import circuit
-from unfold.unfolding import LOSS, Kind, unfold
+from unfold.graph.circuit import circuit
+from unfold.graph.unfolding import LOSS, Kind, unfold
 
 from . import style
 

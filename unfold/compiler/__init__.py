@@ -1,0 +1,1 @@
+"""The compiler: a recurrence lowered to its step program, printed by a backend, cached, called."""

@@ -1,0 +1,74 @@
+"""The reference interpreter: runs an unfolded (or gradient) DAG with numpy.
+
+It is the executable meaning every other backend is tested against: it visits
+the nodes in topological order and applies each op's registry entry, with no
+cleverness, so it is slow and obviously right.
+
+    env = run(dag, RunArgs.check(rec, params, inputs, targets))
+    env["h[3]"]    # [B, H]
+    env["loss"]    # a float
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from .runargs import RunArgs
+from .unfolding import Kind, order
+
+_LEAVES = (Kind.PARAM, Kind.CONST, Kind.INPUT, Kind.TARGET)
+
+
+class Context:
+    """What an op may ask of the run: batch, dtype, mask, init, and the step of a node."""
+
+    def __init__(self, run: RunArgs, dag: nx.DiGraph):
+        self.run, self.dag = run, dag
+
+    def __getattr__(self, name):
+        return getattr(self.run, name)
+
+    def step_of(self, node: str) -> int:
+        return self.dag.nodes[node]["t"]
+
+
+def leaf_value(node: str, a: dict, run: RunArgs):
+    if a["kind"] in (Kind.PARAM, Kind.CONST):
+        return run.params[node]
+    seq = run.inputs.get(a["name"])
+    shape = (run.batch,) + a["shape"]
+    if seq is None:  # a target the loss-free model does not need
+        return np.zeros(shape, run.dtype)
+    if a["t"] is None:
+        return seq
+    return np.zeros(shape, run.dtype) if a.get("pad") else seq[a["t"] - 1]
+
+
+def run(g: nx.DiGraph, args: RunArgs, env: dict | None = None) -> dict:
+    """Every node's value.  `env` may pre-seed values (adjoint seeds)."""
+    ctx = Context(args, g)
+    env = dict(env or {})
+    nodes = g.nodes
+    for n in order(g):
+        if n in env:
+            continue
+        a = nodes[n]
+        kind = a["kind"]
+        if kind in _LEAVES:
+            env[n] = leaf_value(n, a, args)
+        elif kind is Kind.ADJOINT:
+            parts = [env[u] for u in a["inputs"]]
+            env[n] = sum(parts[1:], parts[0].copy()) if parts else 0.0
+        elif kind is Kind.VJP:
+            fwd = nodes[a["of"]]
+            read = fwd["op"].reads(a["index"], len(fwd["inputs"]))
+            fargs = [env[u] if j in read else None for j, u in enumerate(fwd["inputs"])]
+            env[n] = fwd["op"].vjp(a["index"], env[a["inputs"][0]], fargs, fwd, ctx)
+        else:
+            env[n] = a["op"].forward([env[u] for u in a["inputs"]], a, ctx)
+    return env
+
+
+def stack(g: nx.DiGraph, env: dict, name: str, tau: int) -> np.ndarray:
+    """The per-step values of `name` as one [T, B, ...] array."""
+    return np.stack([env[f"{name}[{t}]"] for t in range(1, tau + 1)])

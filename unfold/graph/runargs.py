@@ -1,0 +1,194 @@
+"""Checking the arrays of a run before anything computes with them.
+
+    run = RunArgs.check(rec, params, inputs, targets, init=None, lengths=None)
+    run.tau, run.batch, run.dtype
+
+Every backend calls this first: a wrong name, shape or dtype is an
+`InputError` naming the array, what was expected and what was given; compiled
+backends also demand C-contiguous arrays of their own dtype (`strict=True`),
+since numba does not bounds-check and a wrong shape would corrupt memory.
+Sequences are time-major: `x` is [T, B, n]; a per-sequence input is [B, n].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..lang.errors import InputError
+from ..lang.ir import Role, reads
+from ..lang.recurrence import Recurrence
+
+FLOATS = (np.float32, np.float64)
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+@dataclass
+class RunArgs:
+    params: dict[str, np.ndarray]
+    inputs: dict[str, np.ndarray]   # inputs and targets together
+    init: dict[str, np.ndarray | None]
+    lengths: np.ndarray | None
+    tau: int
+    batch: int
+    dtype: np.dtype
+    mask: np.ndarray | None = field(default=None)  # [T+1, B] bool, indexed by step t
+
+    @classmethod
+    def check(cls, rec: Recurrence, params, inputs=None, targets=None, init=None, lengths=None,
+              tau=None, batch=None, strict=False, dtype=None,
+              need_targets=True, device=False) -> "RunArgs":
+        """`device`: inputs and targets may be CUDA device arrays (target "cuda")."""
+        inputs, targets, init = dict(inputs or {}), dict(targets or {}), dict(init or {})
+        params = _check_params(rec, params, strict, dtype)
+        dt = np.dtype(dtype) if dtype is not None else (
+            next(iter(params.values())).dtype if params else np.dtype(np.float64))
+        seqs = {}
+        read_by_equations = {r.name for eq in rec.equations for r in reads(eq.expr)}
+        for role, given, what in ((Role.INPUT, inputs, "input"), (Role.TARGET, targets, "target")):
+            names = {s.name for s in rec.of_role(role)}
+            extra = sorted(set(given) - names)
+            if extra:
+                raise InputError(f"unknown {what} `{extra[0]}`; the model's {what}s are: "
+                                 f"{', '.join(sorted(names)) or '(none)'}")
+            for s in rec.of_role(role):
+                if s.name not in given:
+                    if role is Role.TARGET and not (need_targets and rec.loss) and s.name not in read_by_equations:
+                        continue  # only the loss reads it, and no loss is asked for
+                    raise InputError(f"missing {what} `{s.name}` ({'[T, B, ' if s.timed else '[B, '}"
+                                     f"{', '.join(map(str, s.shape))}])")
+                seqs[s.name] = _array(s.name, given[s.name], dt, strict, device)
+        tau, batch = _sizes(rec, seqs, tau, batch)
+        for name, a in seqs.items():
+            s = rec.symbols[name]
+            want = ((tau,) if s.timed else ()) + (batch,) + s.shape
+            if a.shape != want:
+                raise InputError(f"{s.role.value} `{name}` has shape {_shape_text(a.shape)}; expected "
+                                 f"{_shape_text(want)} ({'[T, B, ...], time-major' if s.timed else '[B, ...]'})")
+        inits = _check_init(rec, init, batch, dt, strict)
+        lengths, mask = _check_lengths(lengths, tau, batch)
+        return cls(params, seqs, inits, lengths, tau, batch, dt, mask)
+
+    @property
+    def lengths_or_tau(self) -> np.ndarray:
+        return self.lengths.astype(float) if self.lengths is not None else np.full(self.batch, float(self.tau))
+
+
+def is_device_array(a) -> bool:
+    """A numba CUDA device array (or the simulator's stand-in for one)."""
+    return hasattr(a, "copy_to_host") and not isinstance(a, np.ndarray)
+
+
+def host_array(a):
+    """A device array copied to the host; anything else as it is."""
+    return a.copy_to_host() if is_device_array(a) else a
+
+
+def to_host(tree: dict | None) -> dict | None:
+    """The dict with its device arrays copied to the host."""
+    return None if tree is None else {k: host_array(v) for k, v in tree.items()}
+
+
+def _array(name: str, a, dtype, strict: bool, device: bool = False) -> np.ndarray:
+    if is_device_array(a):
+        if not device:
+            raise InputError(f"`{name}` is a CUDA device array; this function runs on the host: pass "
+                             f"{name}.copy_to_host(), or compile with target='cuda'")
+        return _device_array(name, a, dtype)
+    if not isinstance(a, np.ndarray):
+        if strict:
+            raise InputError(f"`{name}` must be a numpy array, not {type(a).__name__}")
+        a = np.asarray(a, dtype=dtype)
+    if a.dtype.type not in FLOATS:
+        raise InputError(f"`{name}` has dtype {a.dtype}; expected float32 or float64")
+    if strict and a.dtype != dtype:
+        raise InputError(f"`{name}` has dtype {a.dtype}; this function was compiled for {np.dtype(dtype)}")
+    if strict and not a.flags.c_contiguous:
+        raise InputError(f"`{name}` is not C-contiguous; pass np.ascontiguousarray({name})")
+    return a
+
+
+def _device_array(name: str, a, dtype):
+    """A device array is checked by its attributes; its data stays where it is."""
+    if np.dtype(a.dtype) != np.dtype(dtype):
+        raise InputError(f"`{name}` has dtype {a.dtype}; this function was compiled for {np.dtype(dtype)}")
+    if not a.is_c_contiguous():
+        raise InputError(f"`{name}` is a device array that is not C-contiguous; make a contiguous copy")
+    return a
+
+
+def _check_params(rec: Recurrence, params, strict: bool, dtype) -> dict[str, np.ndarray]:
+    if not isinstance(params, dict):
+        raise InputError(f"params must be a dict name -> array, not {type(params).__name__}")
+    names = {s.name for s in rec.params}
+    extra = sorted(set(params) - names)
+    if extra:
+        raise InputError(f"unknown param `{extra[0]}`; the model's params are: {', '.join(sorted(names))}")
+    out = {}
+    dt = np.dtype(dtype) if dtype is not None else None
+    for s in rec.params:
+        if s.name not in params:
+            raise InputError(f"missing param `{s.name}` ({_shape_text(s.shape)}); "
+                             "rec.init_params(seed) makes a full set")
+        a = _array(s.name, params[s.name], dt or np.float64, strict)
+        dt = dt or a.dtype
+        if a.shape != s.shape:
+            raise InputError(f"param `{s.name}` has shape {_shape_text(a.shape)}; expected {_shape_text(s.shape)}")
+        if a.dtype != dt:
+            raise InputError(f"param `{s.name}` has dtype {a.dtype} but others are {dt}; use one dtype")
+        out[s.name] = a
+    return out
+
+
+def _sizes(rec, seqs, tau, batch) -> tuple[int, int]:
+    for name, a in seqs.items():
+        timed = rec.symbols[name].timed
+        if a.ndim < 2:
+            raise InputError(f"`{name}` has shape {_shape_text(a.shape)}; expected "
+                             f"{'[T, B, ...]' if timed else '[B, ...]'}")
+        t, b = (a.shape[0], a.shape[1]) if timed else (None, a.shape[0])
+        if timed and tau is not None and t != tau:
+            raise InputError(f"`{name}` has {t} steps but the run has {tau}")
+        if batch is not None and b != batch:
+            raise InputError(f"`{name}` has batch {b} but the run has {batch}")
+        tau = t if timed else tau
+        batch = b
+    if tau is None:
+        raise InputError("no sequence input tells the number of steps: pass tau=")
+    if int(tau) < 1:
+        raise InputError(f"the number of steps must be at least 1, not {tau}")
+    return int(tau), int(batch if batch is not None else 1)
+
+
+def _check_init(rec, init, batch, dtype, strict) -> dict[str, np.ndarray | None]:
+    states = {s.name: s for s in rec.states}
+    extra = sorted(set(init) - set(states))
+    if extra:
+        raise InputError(f"init for `{extra[0]}`, which is not a state; states: {', '.join(states) or '(none)'}")
+    out = {}
+    for name, s in states.items():
+        v = init.get(name)
+        if v is not None:
+            v = _array(f"init[{name}]", v, dtype, strict)
+            if v.shape not in ((batch,) + s.shape, s.shape):
+                raise InputError(f"init[{name}] has shape {_shape_text(v.shape)}; expected "
+                                 f"{_shape_text((batch,) + s.shape)}")
+            v = np.ascontiguousarray(np.broadcast_to(v, (batch,) + s.shape), dtype)
+        out[name] = v
+    return out
+
+
+def _check_lengths(lengths, tau, batch):
+    if lengths is None:
+        return None, None
+    a = np.asarray(lengths)
+    if a.shape != (batch,) or a.dtype.kind not in "iu":
+        raise InputError(f"lengths has shape {_shape_text(a.shape)} and dtype {a.dtype}; "
+                         f"expected integers of shape [{batch}]")
+    if a.min() < 1 or a.max() > tau:
+        raise InputError(f"lengths must lie in 1..{tau}; got {a.min()}..{a.max()}")
+    steps = np.arange(tau + 1)[:, None]
+    return a.astype(np.int64), (steps >= 1) & (steps <= a[None, :])

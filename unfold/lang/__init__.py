@@ -1,0 +1,1 @@
+"""The language: a model as text or Python, checked into a `Recurrence`."""

@@ -1,0 +1,220 @@
+"""The Python builder: the same IR as a `.rnn` file, written in Python.
+
+    import unfold as uf
+    from unfold.builder import Model, tanh, mse
+
+    m = Model("elman")
+    H, D, K = m.dim("H", 16), m.dim("D", 4), m.dim("K", 3)
+    x, y = m.input("x", D), m.target("y", K)
+    U, W = m.param("U", H, D), m.param("W", H, H, init=("orthogonal",))
+    b, V, c = m.param("b", H, init=("zeros",)), m.param("V", K, H), m.param("c", K, init=("zeros",))
+    h = m.state("h", H, init=0)
+    t = m.t
+    h[t] = tanh(W @ h[t - 1] + U @ x[t] + b)
+    m["o"][t] = V @ h[t] + c
+    m.loss = m.sum_t(mse(m["o"][t], y[t]))
+    rec = m.build()            # checked; equal to uf.load("elman.rnn") up to the file name
+
+Errors point at the Python line that made the offending expression.
+"""
+from __future__ import annotations
+
+import sys
+
+import sympy as sp
+
+import inspect
+import linecache
+
+from . import elementwise as ew
+from . import initializers
+from .errors import Loc, ModelError
+from .ir import Call, Equation, Lit, Loss, Model as Draft, Read, Reduce, Role, Symbol
+from .ops import CALLABLE, EW, MATMUL, SLICE
+from .recurrence import Recurrence
+
+
+def _here() -> Loc:
+    """The caller's line, outside this module."""
+    f = sys._getframe(1)
+    while f.f_globals.get("__name__") == __name__:
+        f = f.f_back
+    text = linecache.getline(f.f_code.co_filename, f.f_lineno)
+    indent = len(text) - len(text.lstrip())
+    return Loc(f.f_code.co_filename, f.f_lineno, indent + 1, len(text.rstrip()) + 1, text)
+
+
+class Time:
+    """The time index `t`; `t - 1` and `t + 1` are offsets."""
+
+    def __init__(self, offset: int = 0):
+        self.offset = offset
+
+    def __sub__(self, k: int) -> "Time":
+        return Time(self.offset - k)
+
+    def __add__(self, k: int) -> "Time":
+        return Time(self.offset + k)
+
+
+def _node(v):
+    if isinstance(v, E):
+        return v.node
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return Lit(float(v), _here())
+    raise ModelError(f"cannot use {type(v).__name__} in an equation", _here(), "a model value or a number")
+
+
+class E:
+    """An expression of the model: arithmetic, `@` and calls build IR nodes."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def _ew(self, name, *args):
+        return E(Call(EW, tuple(_node(a) for a in args), _here(), name, ew.OPERATORS[name]))
+
+    def __add__(self, o): return self._ew("add", self, o)
+    def __radd__(self, o): return self._ew("add", o, self)
+    def __sub__(self, o): return self._ew("sub", self, o)
+    def __rsub__(self, o): return self._ew("sub", o, self)
+    def __mul__(self, o): return self._ew("mul", self, o)
+    def __rmul__(self, o): return self._ew("mul", o, self)
+    def __truediv__(self, o): return self._ew("div", self, o)
+    def __rtruediv__(self, o): return self._ew("div", o, self)
+    def __pow__(self, o): return self._ew("pow", self, o)
+    def __neg__(self): return self._ew("neg", self)
+
+    def __abs__(self):
+        return E(Call(EW, (self.node,), _here(), "abs", ew.FUNCTIONS["abs"]))
+
+    def __matmul__(self, o):
+        return E(Call(MATMUL, (self.node, _node(o)), _here()))
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return E(Call(SLICE, (self.node,), _here(), attrs=(key.start, key.stop)))
+        raise ModelError("only a variable is indexed by time, and a vector by a slice [lo:hi]", _here())
+
+
+class Var(E):
+    """A declared symbol or an equation's left side: `h[t-1]` reads it, `h[t] = ...` defines it."""
+
+    def __init__(self, model: "Model", name: str):
+        super().__init__(Read(name, None, _here()))
+        self.model, self.name = model, name
+
+    def __getitem__(self, key):
+        if isinstance(key, Time):
+            return E(Read(self.name, key.offset, _here()))
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        if not isinstance(key, Time) or key.offset != 0:
+            raise ModelError(f"define `{self.name}[t] = ...` at t itself", _here())
+        self.model._equation(self.name, value)
+
+
+def _function(name: str):
+    fn = ew.FUNCTIONS[name]
+
+    def call(*args):
+        if all(isinstance(a, sp.Basic) for a in args):  # inside a user function's body
+            return ew.compose(fn, list(args))
+        return E(Call(EW, tuple(_node(a) for a in args), _here(), name, fn))
+    call.__name__ = name
+    return call
+
+
+for _name in ew.FUNCTIONS:
+    globals()[_name] = _function(_name)
+
+
+def _tensor(op):
+    def call(*args):
+        op.check_arity(len(args), _here())
+        return E(Call(op, tuple(_node(a) for a in args), _here()))
+    call.__name__ = op.name
+    return call
+
+
+#: every op a model calls by name (`sum` is `sum_`: Python has a `sum`)
+for _op in CALLABLE.values():
+    globals()[_op.name + ("_" if _op.name == "sum" else "")] = _tensor(_op)
+
+
+class Model:
+    """Collects declarations and equations; `build()` checks them."""
+
+    t = Time()
+
+    def __init__(self, name: str):
+        self.name = name
+        self.dims: dict = {}
+        self.symbols: dict[str, Symbol] = {}
+        self.equations: list[Equation] = []
+        self.functions: dict[str, sp.Lambda] = {}
+        self._loss: Loss | None = None
+        self._vars: dict[str, Var] = {}
+
+    def dim(self, name: str, size: int) -> str:
+        self.dims[name] = (size, _here())
+        return name
+
+    def _declare(self, name, role, dims, init=None, direction=1) -> Var:
+        if name in self.symbols or name in self.dims:
+            raise ModelError(f"`{name}` is declared twice", _here())
+        self.symbols[name] = Symbol(name, role, tuple(dims), _here(), init, direction)
+        return self[name]
+
+    def input(self, name, *dims): return self._declare(name, Role.INPUT, dims)
+    def target(self, name, *dims): return self._declare(name, Role.TARGET, dims)
+
+    def param(self, name, *dims, init=None, role=Role.PARAM):
+        if init is not None:
+            kind, *args = init
+            init = initializers.make(kind, tuple(args), _here())
+        return self._declare(name, role, dims, init)
+
+    def const(self, name, *dims, init=None):
+        return self.param(name, *dims, init=init, role=Role.CONST)
+
+    def state(self, name, *dims, init=None, direction="forward"):
+        if direction not in ("forward", "backward"):
+            raise ModelError(f"bad direction {direction!r}", _here(), '"forward" or "backward"')
+        init = init.name if isinstance(init, Var) else None if init is None else float(init)
+        return self._declare(name, Role.STATE, dims, init, 1 if direction == "forward" else -1)
+
+    def function(self, name: str, body):
+        """A user elementwise function: `m.function("softsign", lambda z: z / (1 + abs(z)))`."""
+        args = ew.arg_symbols(len(inspect.signature(body).parameters))
+        self.functions[name] = fn = sp.Lambda(args, sp.sympify(body(*args)))
+
+        def call(*xs):
+            return E(Call(EW, tuple(_node(a) for a in xs), _here(), name, fn))
+        return call
+
+    def __getitem__(self, name: str) -> Var:
+        return self._vars.setdefault(name, Var(self, name))
+
+    def _equation(self, name, value):
+        if any(e.name == name for e in self.equations):
+            raise ModelError(f"`{name}[t]` is defined twice", _here())
+        self.equations.append(Equation(name, _node(value), _here()))
+
+    def sum_t(self, term): return (Reduce.SUM, term)
+    def mean_t(self, term): return (Reduce.MEAN, term)
+    def last_t(self, term): return (Reduce.LAST, term)
+
+    @property
+    def loss(self):
+        return self._loss
+
+    @loss.setter
+    def loss(self, value):
+        reduce, term = value
+        self._loss = Loss(reduce, _node(term), _here())
+
+    def build(self) -> Recurrence:
+        return Recurrence.check(Draft(self.name, dict(self.dims), dict(self.symbols), list(self.equations),
+                                self._loss, dict(self.functions), f"<builder {self.name}>"))
