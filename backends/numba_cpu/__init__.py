@@ -31,7 +31,7 @@ import math
 import numba
 import numpy as np
 
-from unfold.backends.numba_cpu.helpers import _acc, _dot, _mm, _same_window, _tanh, _tile
+from unfold.backends.numba_cpu.helpers import _acc, _dot, _mm, _same_window, _sum_rows, _tanh, _tile
 
 DT = np.{dtype}
 MODEL = {name!r}   # a complete literal: what a model's name holds stays data
@@ -139,7 +139,7 @@ class CpuPrinter(StagePrinter):
         t = st.target
         self.used.update({st.rows.name, t.buffer.name})
         target = t.buffer.name if t.whole else f"{t.buffer.name}[{t.col}:{t.col + t.size}]"
-        w.line(f"_acc({target}, np.sum({st.rows.name}, axis=0))")
+        w.line(f"_sum_rows({target}, {st.rows.name})")
 
     # -- dispatch --------------------------------------------------------------------
     def stage(self, w: Writer, st):

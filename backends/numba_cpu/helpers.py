@@ -150,6 +150,14 @@ def _acc(a, b):
 
 
 @numba.njit(cache=True)
+def _sum_rows(out, rows):
+    """out += rows summed over its first axis (per-sequence adjoint rows of a param)."""
+    for b in range(rows.shape[0]):
+        for j in range(rows.shape[1]):
+            out[j] += rows[b, j]
+
+
+@numba.njit(cache=True)
 def _tile(x, T):
     out = np.empty((T * x.shape[0], x.shape[1]), x.dtype)
     for t in range(T):
