@@ -20,7 +20,7 @@ import numpy as np
 from unfold.compiler.backend import Backend
 from unfold.compiler.listing import listing
 from unfold.compiler.program import Layout, Place, Program, symbol
-from unfold.compiler.stages import (ApplyAdjoint, Fused, FusedAdjoint, GuardKind, MatMul,
+from unfold.compiler.stages import (ApplyAdjoint, Fused, FusedAdjoint, GuardKind, MaskRows, MatMul,
                                     MatMulAdjoint, Mode, Project, ProjectGrad, SumRows, WeightGrad, Write)
 from unfold.lang.elementwise import numpy_eval
 
@@ -133,12 +133,7 @@ class _Run:
         elif isinstance(st, MatMulAdjoint):
             self.matmul_adjoint(st, t)
         elif isinstance(st, ApplyAdjoint):
-            v = self.p.values[st.stage.value]
-            args = [self.value(a, t) for a in v.args]
-            g = self.read(self.p.places[v.id].adjoint(), t)
-            for i, a in enumerate(v.args):
-                if a in st.writes:
-                    self.put(st.writes[a], t, v.op.vjp(i, g, args, v.node(), self.ctx))
+            self.apply_adjoint(st, t)
         else:
             self.after(st)
 
@@ -147,10 +142,37 @@ class _Run:
         env = {symbol(a): self.value(a, t) for a in f.inputs}
         env.update({symbol(vid): self.value(vid, t) for vid, _ in f.entries})
         env.update({s: self.read(self.p.places[vid].adjoint(), t) for vid, s in st.external.items()})
-        for g, e in st.grads:
-            env[g] = numpy_eval(e, env)
-        for w, e in st.writes:
-            self.put(w, t, self.shaped(numpy_eval(e, env), f.size, f.batched))
+        with np.errstate(all="ignore"):   # padding may hold anything: it is selected away below
+            for g, e in st.grads:
+                env[g] = numpy_eval(e, env)
+            values = [self.shaped(numpy_eval(e, env), f.size, f.batched) for _, e in st.writes]
+        running = self.running(t) if st.masked else None
+        for (w, _), value in zip(st.writes, values):
+            self.put(w, t, value if running is None else np.where(running, value, 0.0))
+        for w, g in st.holds:   # after a sequence's end a held state passes its adjoint on
+            self.put(w, t, np.where(running, 0.0, env[g]))
+
+    def running(self, t) -> np.ndarray:
+        """[B, 1]: is each sequence still running at step t?"""
+        return self.bufs[self.p.mask.name][t - 1][:, None] != 0
+
+    def apply_adjoint(self, st: ApplyAdjoint, t):
+        """The op's vjp; in a masked stage on the running sequences only."""
+        v = self.p.values[st.stage.value]
+        args = [self.value(a, t) for a in v.args]
+        g = self.read(self.p.places[v.id].adjoint(), t)
+        rows = self.running(t)[:, 0] if st.masked else np.ones(self.B, bool)
+        per_seq = [self.p.values[a].batched for a in v.args]
+        args = [a[rows] if b else a for a, b in zip(args, per_seq)]
+        ctx = SimpleNamespace(batch=int(rows.sum()), dtype=self.ctx.dtype)
+        for i, a in enumerate(v.args):
+            if a in st.writes:
+                part = v.op.vjp(i, g[rows], args, v.node(), ctx)
+                if per_seq[i]:
+                    full = np.zeros((self.B,) + part.shape[1:], part.dtype)
+                    full[rows] = part
+                    part = full
+                self.put(st.writes[a], t, part)
 
     def matmul_adjoint(self, st: MatMulAdjoint, t):
         m = st.stage
@@ -177,13 +199,16 @@ class _Run:
             self.add_parts(st.parts, dW)
         elif isinstance(st, ProjectGrad):
             self.project_grad(st)
+        elif isinstance(st, MaskRows):
+            mask = self.bufs[self.p.mask.name][:, :, None] != 0
+            self.bufs[st.target.name][...] = np.where(mask, self.bufs[st.source.name], 0.0)
         else:
             self.adjoint(st, None)
 
     def project_grad(self, st: ProjectGrad):
         pr = st.stage
         dP = self.bufs[pr.out.adjoint.name]
-        x = self.bufs[self.p.places[pr.input].buffer.name]
+        x = self.bufs[st.x.name]
         W = self.bufs[pr.weights.W.name]
         dW = np.zeros((pr.weights.rows, pr.weights.cols), W.dtype)
         for t in range(max(1, 1 - pr.shift), self.T + 1):

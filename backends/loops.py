@@ -21,7 +21,7 @@ import numpy as np
 
 from unfold.compiler.printer import ScalarPrinter, Writer, assignments
 from unfold.compiler.program import Layout, Place, Program
-from unfold.compiler.stages import Apply, ApplyAdjoint, Fused, FusedAdjoint, GuardKind, Write
+from unfold.compiler.stages import Apply, ApplyAdjoint, Fused, FusedAdjoint, GuardKind, Mode, Write
 
 FASTMATH = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
 
@@ -51,6 +51,7 @@ class StagePrinter:
         self.temps = itertools.count()
         self.used: set[str] = set()
         self.writes: dict[str, Write] = {}
+        self.running_only = False   # printing a masked stage: skip the sequences that have ended
 
     @property
     def tanh(self) -> str:
@@ -124,12 +125,19 @@ class StagePrinter:
 
     @contextlib.contextmanager
     def batch(self, w: Writer, v):
-        """The loop over the sequences of a batched value (a param-only one has none)."""
+        """The loop over the sequences of a batched value (a param-only one has none);
+        inside a masked adjoint (runs with lengths) only the running ones."""
         if v.batched:
             with w.block(self.batch_head):
+                if self.running_only:
+                    w.line(f"if {self.mask()}[t - 1, b] == 0: continue")
                 yield
         else:
             yield
+
+    def mask(self) -> str:
+        self.used.add(self.p.mask.name)
+        return self.p.mask.name
 
     @contextlib.contextmanager
     def units(self, w: Writer, st):
@@ -172,8 +180,28 @@ class StagePrinter:
 
     def fused_adjoint(self, w: Writer, st: FusedAdjoint):
         w.line(f"# {st.stage.id} (adjoint)")
-        with self.units(w, st.stage):
-            self.adjoint_body(w, st, st.writes)
+        if not st.masked:
+            with self.units(w, st.stage):
+                self.adjoint_body(w, st, st.writes)
+            return
+        with self.batch(w, st.stage):  # where a sequence has ended only its held states pass adjoints on
+            with w.block(f"if {self.mask()}[t - 1, b] != 0:"):
+                with w.block(f"for j in range({st.stage.size}):"):
+                    self.adjoint_body(w, st, st.writes)
+            with w.block("else:"):
+                with w.block(f"for j in range({st.stage.size}):"):
+                    self.hold_body(w, st)
+
+    def hold_body(self, w: Writer, st: FusedAdjoint):
+        """After a sequence's end: held states pass their adjoint on, assigned adjoints are 0."""
+        for wr, g in st.holds:
+            vid = next(v for v, s in st.external.items() if s == g)
+            self.put(w, wr, "j", self.at(vid, "j", adjoint=True))
+        for wr, _ in st.writes:
+            if wr.mode is Mode.SET:
+                self.put(w, wr, "j", "dt(0.0)")
+        if not st.holds and not any(wr.mode is Mode.SET for wr, _ in st.writes):
+            w.line("pass")
 
     def adjoint_body(self, w: Writer, st: FusedAdjoint, writes):
         """The local tape: buffered adjoints, each entry's total adjoint, the writes."""
@@ -198,9 +226,21 @@ class StagePrinter:
 
     def apply_adjoint(self, w: Writer, st: ApplyAdjoint):
         v = self.p.values[st.stage.value]
-        self.writes = st.writes
+        self.writes, self.running_only = st.writes, st.masked
         v.op.numba(self, w, v, True)
-        self.writes = {}
+        self.writes, self.running_only = {}, False
+
+    def mask_rows(self, w: Writer, st):
+        """Steps after a sequence's end read as 0 by the weight gradients."""
+        src, dst, m = st.source.name, st.target.name, self.mask()
+        self.used.update({src, dst})
+        with w.block("for t in range(1, T + 1):"):
+            with w.block("for b in range(B):"):
+                with w.block(f"if {m}[t - 1, b] == 0:"):
+                    w.line(f"{dst}[t - 1, b, :] = 0.0")
+                if src != dst:
+                    with w.block("else:"):
+                        w.line(f"{dst}[t - 1, b, :] = {src}[t - 1, b, :]")
 
     # -- time loops -----------------------------------------------------------------------
     def windows(self, w: Writer, loop):

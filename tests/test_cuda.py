@@ -88,6 +88,26 @@ def test_lengths_and_truncation(name, cache):
 
 
 @simulated
+@pytest.mark.filterwarnings("ignore:invalid value")
+@pytest.mark.parametrize("name, schedule", [("lstm", "persistent"), ("birnn", "stepwise"),
+                                            ("teacher", "persistent"), ("stacked", "stepwise")])
+def test_lengths_padding_is_never_read_and_last_t(name, schedule, cache):
+    """NaN after each sequence's end changes nothing (tests/test_lengths.py on the CPU)."""
+    from test_lengths import LAST, poisoned
+    rec = small(name)
+    run = random_run(rec, 6, 3, seed=2, lengths=[6, 2, 4])
+    fn = uf.compile(rec, target="cuda", dtype=np.float64, cache_dir=cache, schedule=schedule)
+    loss, grads = fn.value_and_grad(run.params, poisoned(run), run.targets, **run.kwargs())
+    ref_loss, ref = uf.value_and_grad(rec, run.params, poisoned(run, 0.0), run.targets, **run.kwargs())
+    assert rel(loss, ref_loss) <= 1e-12
+    assert all(rel(grads[k], ref[k]) <= 1e-10 for k in ref), {k: rel(grads[k], ref[k]) for k in ref}
+    x = np.zeros((3, 2, 1))
+    x[:, 0, 0], x[:, 1, 0] = [1, 2, 3], [10, 20, 30]
+    last = uf.compile(uf.parse(LAST), target="cuda", dtype=np.float64, cache_dir=cache, schedule=schedule)
+    assert last.value_and_grad({}, {"x": x}, lengths=np.array([3, 1]))[0] == pytest.approx(6.5)
+
+
+@simulated
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_stepwise(name, cache):
     """The schedule for big weights: a launch per stage and step over the whole grid."""

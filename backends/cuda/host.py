@@ -16,7 +16,7 @@ import numpy as np
 
 from unfold.compiler.printer import Writer
 from unfold.compiler.program import Layout, Program
-from unfold.compiler.stages import ProjectGrad, SumRows, WeightGrad
+from unfold.compiler.stages import MaskRows, ProjectGrad, SumRows, WeightGrad
 
 from ..loops import steps
 from .kernels import CudaPrinter, is_static_adjoint
@@ -89,6 +89,11 @@ class Host:
                 self.used.update({st.rows.name, st.target.buffer.name})
                 w.line(f"_colsum[_grid({st.rows.width}, MAX_THREADS), MAX_THREADS]"
                        f"({st.rows.name}, {st.target.buffer.name})")
+            elif isinstance(st, MaskRows):   # steps after a sequence's end read as 0
+                m = self.p.mask.name
+                self.used.update({st.source.name, st.target.name, m})
+                w.line(f"_mask_rows[_spread(T * B * {st.source.width}), STEP_THREADS]"
+                       f"({st.source.name}, {st.target.name}, {m})")
             elif isinstance(st, WeightGrad):  # dW = sum over t, b of dout[t, b]^T x[t, b]
                 x, t0, col, stride = operand_rows(self.p, st.stage.operand)
                 self.used.add(x.split(".")[0])
@@ -99,7 +104,7 @@ class Host:
 
     def project_grad(self, w: Writer, st: ProjectGrad):
         pr = st.stage
-        s, dP, x = -pr.shift, pr.out.adjoint.name, self.p.places[pr.input].buffer.name
+        s, dP, x = -pr.shift, pr.out.adjoint.name, st.x.name
         self.used.update({dP, x})
         with w.block(f"if T > {s}:"):
             for _, name, lo, hi in st.parts:

@@ -52,8 +52,11 @@ class CudaPrinter(StagePrinter):
 
     @contextlib.contextmanager
     def batch(self, w: Writer, v):
-        """One thread per sequence (thread 0 for a param-only value)."""
+        """One thread per sequence (thread 0 for a param-only value); inside a
+        masked adjoint (runs with lengths) only the running sequences."""
         with w.block(self.batch_head if v.batched else "if _tid == 0:"):
+            if self.running_only and v.batched:
+                w.line(f"if {self.mask()}[t - 1, b] == 0: continue")
             yield
 
     # -- stages ----------------------------------------------------------------
@@ -61,13 +64,21 @@ class CudaPrinter(StagePrinter):
         w.line(f"# {st.stage.id} (adjoint)")
         full = [(wr, e) for wr, e in st.writes if not wr.reduce_units]
         scalar = [(wr, e) for wr, e in st.writes if wr.reduce_units]
-        if full:
+        if full or st.holds:
             with self.units(w, st.stage):
-                self.adjoint_body(w, st, full)
+                if not st.masked:
+                    self.adjoint_body(w, st, full)
+                else:  # where a sequence has ended only its held states pass adjoints on
+                    with w.block(f"if {self.mask()}[t - 1, b] != 0:"):
+                        self.adjoint_body(w, st, full)
+                    with w.block("else:"):
+                        self.hold_body(w, st)
         if scalar:  # a scalar broadcast over the units sums over them: one thread per sequence
+            self.running_only = st.masked
             with self.batch(w, st.stage):
                 with w.block(f"for j in range({st.stage.size}):"):
                     self.adjoint_body(w, st, scalar)
+            self.running_only = False
 
     def weight(self, buf) -> str:
         self.used.add(buf.name)

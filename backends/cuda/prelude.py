@@ -156,6 +156,15 @@ GEMM_BLOCK = MAX_THREADS if SIM else (TILE, TILE)
 
 
 @cuda.jit(cache=True)
+def _mask_rows(src, dst, mask):
+    """dst[t, b] = src[t, b] where sequence b runs at step t, else 0 (runs with lengths)."""
+    T, B, n = src.shape[0], src.shape[1], src.shape[2]
+    for e in range(cuda.grid(1), T * B * n, cuda.gridsize(1)):
+        t, b, j = e // (B * n), e // n % B, e % n
+        dst[t, b, j] = src[t, b, j] if mask[t, b] != 0 else DT(0.0)
+
+
+@cuda.jit(cache=True)
 def _colsum(part, out):
     """out[j] += sum_b part[b, j]: the per-sequence adjoint rows of a param, reduced."""
     j = cuda.grid(1)
@@ -169,4 +178,5 @@ def _colsum(part, out):
 
 _ROWS = "void(A3, int64, int64, A2, A3, int64, int64, int64, int64, int64)"
 _WGRAD = "void(A3, int64, int64, A3, int64, int64, int64, A2, int64, int64)"
-HELPER_SIGNATURES = {"_rows_tiled": _ROWS, "_wgrad_tiled": _WGRAD, "_colsum": "void(A2, A1)"}
+HELPER_SIGNATURES = {"_rows_tiled": _ROWS, "_wgrad_tiled": _WGRAD, "_colsum": "void(A2, A1)",
+                     "_mask_rows": "void(A3, A3, A2)"}

@@ -19,7 +19,7 @@ from unfold.lang.errors import UnfoldError
 from .device import simulated
 
 _NDIM = {Layout.PACKED: 2, Layout.INPUT: 3, Layout.STATIC_INPUT: 2, Layout.SEQ: 3, Layout.STATE: 3,
-         Layout.STATIC: 1, Layout.MASK: 2, Layout.WEIGHTS: 2, Layout.ROWS: 2}
+         Layout.STATIC: 1, Layout.MASK: 2, Layout.WEIGHTS: 2, Layout.ROWS: 2, Layout.PADDED: 3}
 
 
 def _ndim(b: Buffer) -> int:

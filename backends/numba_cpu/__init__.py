@@ -19,7 +19,7 @@ import numpy as np
 from unfold.compiler.backend import Backend
 from unfold.compiler.printer import Writer
 from unfold.compiler.program import Layout, Program
-from unfold.compiler.stages import (Apply, ApplyAdjoint, Fused, FusedAdjoint, MatMul, MatMulAdjoint, Mode,
+from unfold.compiler.stages import (Apply, ApplyAdjoint, Fused, FusedAdjoint, MaskRows, MatMul, MatMulAdjoint, Mode,
                                     ProjectGrad, SumRows, WeightGrad)
 
 from ..loops import FASTMATH, StagePrinter, plus
@@ -122,7 +122,7 @@ class CpuPrinter(StagePrinter):
 
     def project_grad(self, w: Writer, st: ProjectGrad):
         pr = st.stage
-        x = self.p.places[pr.input].buffer.name
+        x = st.x.name   # the input, or with lengths its copy with the padding zeroed
         s, n, m = -pr.shift, pr.weights.cols, pr.weights.rows
         dP = pr.out.adjoint.name
         self.used.update({x, dP})
@@ -145,7 +145,8 @@ class CpuPrinter(StagePrinter):
     def stage(self, w: Writer, st):
         kind = {Fused: self.fused, MatMul: self.matmul, Apply: self.apply, FusedAdjoint: self.fused_adjoint,
                 MatMulAdjoint: self.matmul_adjoint, ApplyAdjoint: self.apply_adjoint,
-                WeightGrad: self.weight_grad, ProjectGrad: self.project_grad, SumRows: self.sum_rows}
+                WeightGrad: self.weight_grad, ProjectGrad: self.project_grad, SumRows: self.sum_rows,
+                MaskRows: self.mask_rows}
         kind[type(st)](w, st)
 
     def forward_body(self, w: Writer):

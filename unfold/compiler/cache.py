@@ -84,6 +84,18 @@ class DiskCache:
             f.write(data)
         os.replace(tmp, path)
 
+    def purge_machine_code(self, module: str) -> bool:
+        """Delete numba's cached machine code of a generated module; was there any?"""
+        found = list((self.dir / "__pycache__").glob(f"{module}.*.nb[ic]"))
+        for path in found:
+            path.unlink(missing_ok=True)
+        return bool(found)
+
+    @staticmethod
+    def forget_module(name: str):
+        """Drop an imported generated module, so the next import compiles it afresh."""
+        sys.modules.pop(name, None)
+
     def import_module(self, name: str):
         """Import the cached module `name` (its file `name.py`), once per process."""
         if name in sys.modules:

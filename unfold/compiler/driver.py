@@ -20,6 +20,7 @@ import importlib.util
 import pickle
 import re
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ class Compiled:
         self.cache_hits = 0   # modules loaded from the disk cache rather than generated
         self._kernels: dict = {}
         self._programs: dict = {}
+        self._healed: set = set()   # kernels whose damaged numba cache was deleted once
         self._local = threading.local()
 
     @property
@@ -135,7 +137,7 @@ class Compiled:
         """Every state and intermediate [T, B, ...], and the loss: like `uf.evaluate`."""
         run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
                                                    need_targets=False, returned=True)
-        loss, dev = self.kernels(run.mask is not None, run.tau).forward(run.tau, run.batch, 0, bufs, device)
+        loss, dev = self._healing(run, lambda kern: kern.forward(run.tau, run.batch, 0, bufs, device))
         out = self.backend.outputs(program, bufs, dev, run)
         if program.loss and (targets or not self.rec.of_role(Role.TARGET)):
             out["loss"] = float(loss)
@@ -146,7 +148,7 @@ class Compiled:
         if self.rec.loss is None:
             raise ModelError(f"model `{self.rec.name}` has no loss", expected="a line `loss = sum_t(...)`")
         run, _, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch)
-        return float(self.kernels(run.mask is not None, run.tau).forward(run.tau, run.batch, 0, bufs, device)[0])
+        return float(self._healing(run, lambda kern: kern.forward(run.tau, run.batch, 0, bufs, device))[0])
 
     def value_and_grad(self, params, inputs=None, targets=None, init=None, lengths=None, truncate=None,
                        tau=None, batch=None):
@@ -158,11 +160,36 @@ class Compiled:
         if truncate is not None and (isinstance(truncate, bool) or not isinstance(truncate, int) or truncate < 1):
             raise InputError(f"truncate must be a positive number of steps, not {truncate!r}")
         run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch)
-        kern = self.kernels(run.mask is not None, run.tau)
-        loss, _ = kern.forward(run.tau, run.batch, 0, bufs, device)
-        d = layout.adjoints(program, bufs, run, self.workspace())
-        dev = kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d}, device)
+
+        def passes(kern):
+            loss, _ = kern.forward(run.tau, run.batch, 0, bufs, device)
+            d = layout.adjoints(program, bufs, run, self.workspace())
+            return loss, d, kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d}, device)
+        loss, d, dev = self._healing(run, passes)
         return float(loss), self.backend.gradients(program, d, dev, run)
+
+    def _healing(self, run: RunArgs, passes):
+        """`passes(kernels)`; if the kernels' first use fails and numba had machine
+        code cached for them (a damaged cache: numba raises when it loads one),
+        that code is deleted, with a warning, and the passes run once more on
+        kernels compiled afresh.  A genuine error fails again and is raised."""
+        key = (run.mask is not None, run.tau if self.mode == "unrolled" else None)
+        kern = self.kernels(run.mask is not None, run.tau)
+        try:
+            return passes(kern)
+        except UnfoldError:
+            raise
+        except Exception as e:  # noqa: BLE001 - anything numba's cache can raise
+            module = getattr(kern, "module", None)
+            if key in self._healed or module is None or not self.cache.purge_machine_code(module.__name__):
+                raise
+            self._healed.add(key)
+            warnings.warn(f"unfold: numba's cached machine code for {module.__name__} could not be loaded "
+                          f"({type(e).__name__}: {e}); it was deleted and is compiled again", RuntimeWarning,
+                          stacklevel=3)
+            self.cache.forget_module(module.__name__)
+            del self._kernels[key]
+            return passes(self.kernels(run.mask is not None, run.tau))
 
 
 @functools.lru_cache(maxsize=None)

@@ -36,9 +36,9 @@ def loss_weights(program: Program, run: RunArgs) -> np.ndarray:
     mask = np.ones((T, B)) if run.mask is None else run.mask[1:].astype(float)
     if program.reduce is Reduce.MEAN:
         mask = mask / run.lengths_or_tau[None, :]
-    elif program.reduce is Reduce.LAST:
+    elif program.reduce is Reduce.LAST:  # each sequence's own last step
         mask = np.zeros((T, B))
-        mask[-1] = 1.0
+        mask[run.lengths_or_tau.astype(int) - 1, np.arange(B)] = 1.0
     return np.ascontiguousarray(mask / B, dtype=run.dtype)
 
 

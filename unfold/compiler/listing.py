@@ -17,8 +17,8 @@ from __future__ import annotations
 import sympy as sp
 
 from .program import Leaf, Place, Program
-from .stages import (ApplyAdjoint, Fused, FusedAdjoint, MatMul, MatMulAdjoint, Project, ProjectGrad,
-                     SumRows, WeightGrad, Write)
+from .stages import (ApplyAdjoint, Fused, FusedAdjoint, MaskRows, MatMul, MatMulAdjoint, Mode, Project,
+                     ProjectGrad, SumRows, WeightGrad, Write)
 
 
 def where(p: Program, vid: str) -> str:
@@ -91,10 +91,14 @@ def _writes(writes) -> list[str]:
 
 def _backward_stage(p: Program, st) -> list[str]:
     if isinstance(st, FusedAdjoint):
-        out = [f"fused {st.stage.id} adjoint"]
+        out = [f"fused {st.stage.id} adjoint" + (", where a sequence is running:" if st.masked else "")]
         out += [f"  {s} = {place_text(p.places[vid].adjoint())}" for vid, s in st.external.items()]
         out += [f"  {g} = {sp.sstr(e)}" for g, e in st.grads]
         out += ["  " + line for line in _writes(st.writes)]
+        if st.masked:
+            out.append("  after its end:")
+            out += [f"  {_target(w)} {g}   (the held state's adjoint)" for w, g in st.holds]
+            out += [f"  {_target(w)} 0" for w, _ in st.writes if w.mode is Mode.SET]
         return out
     if isinstance(st, MatMulAdjoint):
         m = st.stage
@@ -105,9 +109,12 @@ def _backward_stage(p: Program, st) -> list[str]:
             names = "[" + "; ".join(n for _, n, _, _ in st.parts) + "]"
             out.append(f"  d{names} += outer(d{m.id}, {m.operand})")
         return out
+    if isinstance(st, MaskRows):
+        what = st.target.name if st.target is st.source else f"{st.target.name} = {st.source.name}"
+        return [f"mask rows {what}: 0 after each sequence's end"]
     if isinstance(st, ApplyAdjoint):
         v = p.values[st.stage.value]
-        return [f"apply {st.stage.id} adjoint ({v.op.name})"] + \
+        return [f"apply {st.stage.id} adjoint ({v.op.name})" + (", where running" if st.masked else "")] + \
             ["  " + _guarded(w, f"vjp of argument {v.args.index(a)}") for a, w in st.writes.items()]
     if isinstance(st, SumRows):
         return [f"sum rows {st.rows.name} over the sequences -> {place_text(st.target)} +="]
@@ -116,7 +123,8 @@ def _backward_stage(p: Program, st) -> list[str]:
         return [f"weight grad d{names} += sum over t, b of d{st.stage.id}[t]^T {st.stage.operand}"]
     if isinstance(st, ProjectGrad):
         names = "[" + "; ".join(n for _, n, _, _ in st.parts) + "]"
-        out = [f"project grad d{names} += sum over t, b of d{st.stage.id}[t]^T {p.values[st.stage.input].name}"]
+        x = p.values[st.stage.input].name if st.x is p.places[st.stage.input].buffer else st.x.name
+        out = [f"project grad d{names} += sum over t, b of d{st.stage.id}[t]^T {x}"]
         if st.input_grad is not None:
             out.append(f"  {st.input_grad.name} += d{st.stage.id} @ {st.stage.weights.text}")
         return out

@@ -26,6 +26,7 @@ Buffer layouts, time-major, t = 1..T (step t at index t-1 unless said):
     STATIC  [n] a param-only value             the d slots each side hold the initial value
     MASK    [T, B] 1 where running     WEIGHTS [T, B] each step's weight in the loss
     ROWS    [B, n] per-sequence adjoint rows of a param or static value
+    PADDED  [T, B, n] an input with its steps after each sequence's end zeroed
 """
 from __future__ import annotations
 
@@ -80,10 +81,11 @@ class Layout(enum.Enum):
     MASK = "mask"
     WEIGHTS = "weights"
     ROWS = "rows"
+    PADDED = "padded input"
 
     @property
     def timed(self) -> bool:
-        return self in (Layout.INPUT, Layout.SEQ, Layout.STATE)
+        return self in (Layout.INPUT, Layout.SEQ, Layout.STATE, Layout.PADDED)
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,7 +105,8 @@ class Buffer:
         return {Layout.PARAM: self.shape or (1,), Layout.PACKED: self.shape, Layout.STATIC: (self.width,),
                 Layout.INPUT: (T, B, self.width), Layout.STATIC_INPUT: (B, self.width),
                 Layout.SEQ: (T, B, self.width), Layout.STATE: (T + 2 * self.depth, B, self.width),
-                Layout.MASK: (T, B), Layout.WEIGHTS: (T, B), Layout.ROWS: (B, self.width)}[self.layout]
+                Layout.MASK: (T, B), Layout.WEIGHTS: (T, B), Layout.ROWS: (B, self.width),
+                Layout.PADDED: (T, B, self.width)}[self.layout]
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,11 @@ class Program:
 
     def buffer(self, name: str) -> Buffer:
         return next(b for b in self.buffers if b.name == name)
+
+    @property
+    def mask(self) -> Buffer:
+        """The mask[t, b] of a masked program (runs with lengths)."""
+        return next(b for b in self.buffers if b.layout is Layout.MASK)
 
     @property
     def weights(self) -> Buffer:

@@ -138,11 +138,18 @@ class Write:
 @dataclass(eq=False)
 class FusedAdjoint:
     """The fused stage's local tape in reverse: `grads` are the entries' total
-    adjoints (locals, in order), `writes` the inputs' adjoints."""
+    adjoints (locals, in order), `writes` the inputs' adjoints.
+
+    `masked` (runs with lengths): the tape runs only where a sequence is
+    running; after its end a step is dead but for `holds` -- a held state
+    passes its buffered adjoint on to its previous instance -- and its
+    assigned writes store 0.  Padding, even NaN, is never read into a result."""
     stage: Fused
     external: dict[str, sp.Symbol]                      # entry -> symbol of its buffered adjoint
     grads: list[tuple[sp.Symbol, sp.Expr]]
     writes: list[tuple[Write, sp.Expr]]
+    holds: list[tuple[Write, sp.Symbol]] = field(default_factory=list)
+    masked: bool = False
 
 
 @dataclass(eq=False)
@@ -156,9 +163,11 @@ class MatMulAdjoint:
 
 @dataclass(eq=False)
 class ApplyAdjoint:
-    """The op's adjoint template, writing each argument as `writes` says."""
+    """The op's adjoint template, writing each argument as `writes` says
+    (`masked`: only where a sequence is running)."""
     stage: Apply
     writes: dict[str, Write]
+    masked: bool = False
 
 
 @dataclass(eq=False)
@@ -171,10 +180,21 @@ class WeightGrad:
 
 @dataclass(eq=False)
 class ProjectGrad:
-    """dW += dP^T x and, for an input, dx += dP W: two GEMMs over all steps."""
+    """dW += dP^T x and, for an input, dx += dP W: two GEMMs over all steps.
+    `x` is the input's buffer, or with lengths its copy with the padding zeroed."""
     stage: Project
     parts: tuple[tuple[str, str, int, int], ...]
     input_grad: Buffer | None
+    x: Buffer | None = None
+
+
+@dataclass(eq=False)
+class MaskRows:
+    """target[t, b] = source[t, b] where sequence b is running at step t, else 0
+    (runs with lengths; target may be source): the weight-gradient GEMMs then
+    never read padding, not even an input's (a copy of it)."""
+    source: Buffer
+    target: Buffer
 
 
 @dataclass(eq=False)
@@ -220,7 +240,7 @@ def stage_reads(program: Program, st) -> list[str]:
 def writes_of(stage) -> list[Write]:
     """Every adjoint write of a backward stage."""
     if isinstance(stage, FusedAdjoint):
-        return [w for w, _ in stage.writes]
+        return [w for w, _ in stage.writes] + [w for w, _ in stage.holds]
     if isinstance(stage, MatMulAdjoint):
         return [stage.write] if stage.write else []
     if isinstance(stage, ApplyAdjoint):

@@ -115,7 +115,7 @@ def _needs_gradient(dag, topo, wrt) -> set[str]:
 def _window(tau: int, k: int | None):
     if k is None:
         return None
-    if not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InputError(f"truncate must be a positive number of steps, not {k!r}")
     return lambda t: (min(max(t, 1), tau) - 1) // k
 
@@ -132,7 +132,7 @@ def value_and_grad(rec: Recurrence, params, inputs=None, targets=None, init=None
         raise ModelError(f"model `{rec.name}` has no loss to differentiate", None,
                          "a line `loss = sum_t(...)`, `mean_t(...)` or `last_t(...)`")
     run = RunArgs.check(rec, params, inputs, targets, init, lengths, tau, batch)
-    dag = unfold(rec, run.tau)
+    dag = unfold(rec, run.tau, last=run.last_steps)
     gg = grad_graph(dag, truncate=truncate, masked=lengths is not None)
     env = interpret.run(gg, run, {adjoint(LOSS): np.ones((), run.dtype)})
     return env[LOSS], collect_grads(rec, gg, env, run)
@@ -177,7 +177,7 @@ def jacobian_norms(rec: Recurrence, params, inputs=None, state: str | None = Non
     run = RunArgs.check(rec, params, inputs, None, init, None, tau, batch, need_targets=False)
     s = rec.symbols[state]
     last = run.tau if s.direction > 0 else 1
-    dag = unfold(rec, run.tau)
+    dag = unfold(rec, run.tau, last=run.last_steps)
     seed = f"{state}[{last}]"
     gg = grad_graph(dag, seed=seed)
     env = interpret.run(dag, run)

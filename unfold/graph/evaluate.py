@@ -26,7 +26,7 @@ def evaluate(rec: Recurrence, params, inputs=None, targets=None, init=None, leng
     """Every state and intermediate as [T, B, ...], and `loss` (a float) if the
     model has one and targets are given, by the reference interpreter."""
     run = RunArgs.check(rec, params, inputs, targets, init, lengths, tau, batch, need_targets=False)
-    dag = unfold(rec, run.tau)
+    dag = unfold(rec, run.tau, last=run.last_steps)
     env = interpret.run(dag, run)
     out = {s.name: interpret.stack(dag, env, s.name, run.tau) for s in rec.of_role(Role.STATE, Role.INTER)}
     if rec.loss is not None and (targets or not rec.of_role(Role.TARGET)):

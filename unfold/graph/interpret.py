@@ -60,13 +60,49 @@ def run(g: nx.DiGraph, args: RunArgs, env: dict | None = None) -> dict:
             parts = [env[u] for u in a["inputs"]]
             env[n] = sum(parts[1:], parts[0].copy()) if parts else 0.0
         elif kind is Kind.VJP:
-            fwd = nodes[a["of"]]
-            read = fwd["op"].reads(a["index"], len(fwd["inputs"]))
-            fargs = [env[u] if j in read else None for j, u in enumerate(fwd["inputs"])]
-            env[n] = fwd["op"].vjp(a["index"], env[a["inputs"][0]], fargs, fwd, ctx)
+            env[n] = _vjp(a, nodes, env, ctx)
         else:
             env[n] = a["op"].forward([env[u] for u in a["inputs"]], a, ctx)
     return env
+
+
+def _vjp(a: dict, nodes, env: dict, ctx: Context):
+    """One adjoint contribution.  With `lengths`, an op of a step after a
+    sequence's end is dead: its adjoint is taken on the running sequences
+    only, so padding (even NaN) is never read into a gradient."""
+    fwd = nodes[a["of"]]
+    op, i, inputs = fwd["op"], a["index"], fwd["inputs"]
+    read = op.reads(i, len(inputs))
+    fargs = [env[u] if j in read else None for j, u in enumerate(inputs)]
+    g = env[a["inputs"][0]]
+    if ctx.mask is None or fwd["kind"] is not Kind.OP or not fwd.get("batched") or ctx.mask[fwd["t"]].all():
+        return op.vjp(i, g, fargs, fwd, ctx)
+    running = ctx.mask[fwd["t"]]
+    per_seq = [_batched(nodes[u]) for u in inputs]
+    rows = [x[running] if x is not None and b else x for x, b in zip(fargs, per_seq)]
+    part = op.vjp(i, g[running], rows, fwd, _Rows(ctx, int(running.sum())))
+    if not per_seq[i]:
+        return part   # summed over the running sequences
+    out = np.zeros((ctx.batch,) + part.shape[1:], part.dtype)
+    out[running] = part
+    return out
+
+
+def _batched(node: dict) -> bool:
+    """Does a node have a row per sequence?"""
+    if node["kind"] in (Kind.PARAM, Kind.CONST):
+        return False
+    return node.get("batched", True)
+
+
+class _Rows:
+    """A context for the running sequences only."""
+
+    def __init__(self, ctx: Context, batch: int):
+        self.ctx, self.batch = ctx, batch
+
+    def __getattr__(self, name):
+        return getattr(self.ctx, name)
 
 
 def stack(g: nx.DiGraph, env: dict, name: str, tau: int) -> np.ndarray:

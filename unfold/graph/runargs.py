@@ -11,6 +11,7 @@ Sequences are time-major: `x` is [T, B, n]; a per-sequence input is [B, n].
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,7 +62,8 @@ class RunArgs:
                     raise InputError(f"missing {what} `{s.name}` ({'[T, B, ' if s.timed else '[B, '}"
                                      f"{', '.join(map(str, s.shape))}])")
                 seqs[s.name] = _array(s.name, given[s.name], dt, strict, device)
-        tau, batch = _sizes(rec, seqs, tau, batch)
+        tau, batch = _sizes(rec, seqs, _count("tau", tau), _count("batch", batch))
+        _check_memory(rec, tau, batch, dt)
         for name, a in seqs.items():
             s = rec.symbols[name]
             want = ((tau,) if s.timed else ()) + (batch,) + s.shape
@@ -71,6 +73,11 @@ class RunArgs:
         inits = _check_init(rec, init, batch, dt, strict)
         lengths, mask = _check_lengths(lengths, tau, batch)
         return cls(params, seqs, inits, lengths, tau, batch, dt, mask)
+
+    @property
+    def last_steps(self) -> list[int]:
+        """The steps that end a sequence: T, or every distinct length."""
+        return [self.tau] if self.lengths is None else sorted({int(n) for n in self.lengths})
 
     @property
     def lengths_or_tau(self) -> np.ndarray:
@@ -93,6 +100,10 @@ def to_host(tree: dict | None) -> dict | None:
 
 
 def _array(name: str, a, dtype, strict: bool, device: bool = False) -> np.ndarray:
+    if isinstance(a, (np.matrix, np.ma.MaskedArray)):   # their * and masks mean other things
+        kind = "a numpy.matrix" if isinstance(a, np.matrix) else "a masked array (unfold does not read masks)"
+        raise InputError(f"`{name}` is {kind}; pass a plain array: np.asarray({name})"
+                         + (", and lengths= for variable-length sequences" if "masked" in kind else ""))
     if is_device_array(a):
         if not device:
             raise InputError(f"`{name}` is a CUDA device array; this function runs on the host: pass "
@@ -158,9 +169,43 @@ def _sizes(rec, seqs, tau, batch) -> tuple[int, int]:
         batch = b
     if tau is None:
         raise InputError("no sequence input tells the number of steps: pass tau=")
-    if int(tau) < 1:
+    if tau < 1:
         raise InputError(f"the number of steps must be at least 1, not {tau}")
-    return int(tau), int(batch if batch is not None else 1)
+    batch = 1 if batch is None else batch
+    if batch < 1:
+        raise InputError(f"the batch must hold at least one sequence, not {batch}")
+    return tau, batch
+
+
+def _count(what: str, n):
+    """A whole number given for `tau` or `batch` (None: from the arrays)."""
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise InputError(f"{what} must be a whole number, not {n!r} ({type(n).__name__})")
+    return int(n)
+
+
+def _check_memory(rec: Recurrence, tau: int, batch: int, dtype):
+    """Refuse a run whose per-step values alone would not fit in this machine's memory."""
+    width = sum(s.shape[0] if s.shape else 1 for s in rec.of_role(Role.STATE, Role.INTER))
+    need = tau * batch * max(width, 1) * np.dtype(dtype).itemsize
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no check
+        return
+    if need > have:
+        raise InputError(f"a run of {tau} steps and {batch} sequences needs at least {_bytes(need)} for its "
+                         f"states and intermediates; this machine has {_bytes(have)}: run shorter chunks "
+                         "(init= carries the state from one to the next)")
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 def _check_init(rec, init, batch, dtype, strict) -> dict[str, np.ndarray | None]:
@@ -185,7 +230,7 @@ def _check_lengths(lengths, tau, batch):
     if lengths is None:
         return None, None
     a = np.asarray(lengths)
-    if a.shape != (batch,) or a.dtype.kind not in "iu":
+    if a.shape != (batch,) or (a.dtype.kind not in "iu" and a.size):
         raise InputError(f"lengths has shape {_shape_text(a.shape)} and dtype {a.dtype}; "
                          f"expected integers of shape [{batch}]")
     if a.min() < 1 or a.max() > tau:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from ..lang.errors import InputError
 from ..lang.ir import Call, Lit, Read, Reduce, Role, walk
 from ..lang.ops import ASSIGN, INIT, LOSS_OP
 from ..lang.recurrence import Recurrence
@@ -82,8 +83,9 @@ def equations_with_loss(rec: Recurrence):
 
 
 class _Builder:
-    def __init__(self, rec: Recurrence, tau: int, level: str):
+    def __init__(self, rec: Recurrence, tau: int, level: str, last=None):
         self.rec, self.tau, self.ops = rec, tau, level == "op"
+        self.last = sorted(set(last or (tau,)))   # last_t: the steps whose loss terms are read
         self.nodes: dict[str, dict] = {}
         self._ops: dict[int, list] = {}
 
@@ -162,7 +164,7 @@ class _Builder:
             name, expr, kind = defs[-1]
             last = self.rec.loss.reduce is Reduce.LAST
             terms = [self.instance(name, expr, kind, t, instrs[name])
-                     for t in (steps[-1:] if last else steps)]
+                     for t in (self.last if last else steps)]
             self.add(LOSS, tuple(terms), kind=Kind.LOSS, op=LOSS_OP, t=None, shape=(),
                      reduce=self.rec.loss.reduce, name=LOSS)
         return _graph(self.nodes, tau=self.tau, level="op" if self.ops else "var", model=self.rec.name)
@@ -211,7 +213,7 @@ def _reads(expr):
     return [n for n in walk(expr) if isinstance(n, Read)]
 
 
-def unfold(rec: Recurrence, tau: int, level: str = "op") -> nx.DiGraph:
+def unfold(rec: Recurrence, tau: int, level: str = "op", last=None) -> nx.DiGraph:
     """The recurrence unfolded for steps t = 1..tau, as an acyclic DiGraph.
 
     Reference semantics (forward states; backward ones run t = tau..1):
@@ -219,13 +221,16 @@ def unfold(rec: Recurrence, tau: int, level: str = "op") -> nx.DiGraph:
         for t in 1..tau:
             for each equation v[t] = expr, in step order:
                 v[t] = expr with s[t-k] -> s[t-k] if t-k >= 1 else init(s)
+
+    `last`: for a `last_t` loss, the steps that end a sequence (a batch with
+    `lengths` has one per length; default: tau).
     """
     if level not in ("op", "var"):
-        raise ValueError(f"level must be 'op' or 'var', not {level!r}")
-    if not isinstance(tau, int) or tau < 1:
-        raise ValueError(f"tau must be a positive integer, not {tau!r}")
+        raise InputError(f"level must be 'op' or 'var', not {level!r}")
+    if isinstance(tau, bool) or not isinstance(tau, int) or tau < 1:
+        raise InputError(f"tau must be a positive integer, not {tau!r}")
     with no_gc():
-        g = _Builder(rec, tau, level).build()
+        g = _Builder(rec, tau, level, last).build()
         try:
             order(g)
         except nx.NetworkXUnfeasible:

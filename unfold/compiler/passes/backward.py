@@ -28,8 +28,8 @@ import sympy as sp
 
 from ...lang.ir import Role
 from ..program import Buffer, Layout, Leaf, Place, Program, symbol
-from ..stages import (Apply, ApplyAdjoint, Backward, Fused, FusedAdjoint, Guard, GuardKind, Loop, MatMul,
-                      MatMulAdjoint, Mode, ProjectGrad, SumRows, WeightGrad, Write, adjoint_reads,
+from ..stages import (Apply, ApplyAdjoint, Backward, Fused, FusedAdjoint, Guard, GuardKind, Loop, MaskRows,
+                      MatMul, MatMulAdjoint, Mode, ProjectGrad, SumRows, WeightGrad, Write, adjoint_reads,
                       stage_reads, writes_of)
 
 
@@ -76,6 +76,7 @@ class _Derive:
         self.p = p
         self.grad = differentiable(p)
         self.rows: dict[str, tuple[Buffer, Buffer]] = {}   # param/static buffer -> (it, its rows)
+        self.padded: dict[str, Buffer] = {}                 # input buffer -> its copy, padding zeroed
         self.readers = self._readers()
         self.tapes = {}
         for st in p.fused:
@@ -138,11 +139,7 @@ class _Derive:
         """The adjoint stage of a forward stage, or None when nothing flows back."""
         p = self.p
         if isinstance(st, Fused):
-            ext, grads, inputs = self.tapes[st.id]
-            writes = [(self.write(a, st.batched, p.values[a].size == 1 and st.size > 1), e)
-                      for a, e in inputs.items()]
-            writes = [(w, e) for w, e in writes if w is not None]
-            return FusedAdjoint(st, ext, grads, writes) if writes else None
+            return self.fused_adjoint(st)
         if isinstance(st, MatMul):
             parts = () if st.batched else self.params_of(st)   # batched: a WeightGrad after the loops
             w = self.write(st.operand, st.batched)
@@ -150,8 +147,25 @@ class _Derive:
         if isinstance(st, Apply):
             writes = {a: self.write(a, st.batched) for a in p.values[st.value].args}
             writes = {a: w for a, w in writes.items() if w is not None}
-            return ApplyAdjoint(st, writes) if writes else None
+            return ApplyAdjoint(st, writes, masked=p.masked and st.batched) if writes else None
         raise AssertionError(st)
+
+    def fused_adjoint(self, st: Fused) -> FusedAdjoint | None:
+        p = self.p
+        ext, grads, inputs = self.tapes[st.id]
+        writes = [(self.write(a, st.batched, p.values[a].size == 1 and st.size > 1), e) for a, e in inputs.items()]
+        writes = [(w, e) for w, e in writes if w is not None]
+        if not (p.masked and st.batched):
+            return FusedAdjoint(st, ext, grads, writes) if writes else None
+        # with lengths the tape runs where a sequence is running: there where(running, new, prev)
+        # is `new`; after its end each held state hands its adjoint to its previous instance
+        running = {symbol(v.id): 1 for v in p.values.values() if v.leaf is Leaf.MASK}
+        grads = [(g, e.subs(running)) for g, e in grads]
+        writes = [(w, e.subs(running)) for w, e in writes]
+        holds = [(self.write(p.values[s.value].args[2], True), ext[s.value])
+                 for s in p.states if s.value in ext and p.values[s.value].args[2:]]
+        holds = [(w, g) for w, g in holds if w is not None]
+        return FusedAdjoint(st, ext, grads, writes, holds, masked=True) if writes or holds else None
 
     def is_param(self, name: str) -> bool:
         return self.p.rec.symbols[name].role is Role.PARAM
@@ -171,14 +185,29 @@ class _Derive:
     def after(self) -> list:
         p = self.p
         out: list = [SumRows(rows, Place(src.adjoint, 0, src.width)) for src, rows in self.rows.values()]
+        if p.masked:   # padding rows of what a weight gradient reads are 0
+            out += [MaskRows(b, b) for b in dict.fromkeys(p.places[st.operand].buffer for st in p.matmuls
+                                                          if st.batched and self.params_of(st)
+                                                          and p.places[st.operand].buffer.layout is Layout.SEQ)]
         out += [WeightGrad(st, self.params_of(st)) for st in p.matmuls if st.batched and self.params_of(st)]
         out += [a for a in (self.adjoint(st) for st in reversed(p.statics)) if a is not None]
         for st in p.projects:
             x = p.values[st.input]
             din = p.places[x.id].buffer.adjoint if x.role is Role.INPUT else None
             if self.params_of(st) or din is not None:
-                out.append(ProjectGrad(st, self.params_of(st), din))
+                out += self.project_grad(st, din)
         return out
+
+    def project_grad(self, st, din) -> list:
+        """dW += dP^T x (and dx += dP W); with lengths x is read from a copy with the padding zeroed."""
+        x = self.p.places[st.input].buffer
+        if not self.p.masked:
+            return [ProjectGrad(st, self.params_of(st), din, x)]
+        if x.name not in self.padded:
+            self.padded[x.name] = Buffer(self.p.names.fresh(f"{x.name}_running"), Layout.PADDED, x.width,
+                                         holds=f"{x.holds}, 0 after each end", symbol=x.symbol)
+        pad = self.padded[x.name]
+        return [MaskRows(x, pad), ProjectGrad(st, self.params_of(st), din, pad)]
 
 
 def _memory(p: Program, stages: list, assigned: set[str]) -> tuple[list[Buffer], list[Buffer]]:
@@ -208,4 +237,5 @@ def derive_backward(p: Program) -> Program:
     stages = [*(st for loop in loops for st in loop.stages), *after]
     used, zero = _memory(p, stages, d.assigned)
     seed = p.places[p.loss].adjoint() if p.loss else None
-    return dataclasses.replace(p, backward=Backward(zero, seed, loops, after, used))
+    return dataclasses.replace(p, backward=Backward(zero, seed, loops, after, used),
+                               buffers=[*p.buffers, *d.padded.values()])

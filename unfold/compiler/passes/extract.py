@@ -104,6 +104,8 @@ class _Extract:
         return self.add(s.name, size=s.shape[0], batched=True, op=EW, args=args, fn=fn, var=s.name)
 
     def run(self) -> Program:
+        if self.p.masked:   # the mask is read by the held states and the backward pass
+            self.mask()
         for name, expr, _ in equations_with_loss(self.rec):
             s = self.rec.symbols.get(name)
             if s is not None and s.role is Role.STATE:

@@ -60,7 +60,7 @@ class InitialState(Op):
 class TimeReduce(Op):
     """The loss: per-step terms [B, 1] reduced over time, then averaged over
     the batch.  sum_t: sum of valid steps; mean_t: divided by each length;
-    last_t: the term at the last step (states hold their final value).
+    last_t: the term at each sequence's own last step (step T, or its length).
     A term of weight 0 (a step after a sequence's end) is never read."""
     name = "loss"
     arity = None
@@ -76,7 +76,7 @@ class TimeReduce(Op):
         if node["reduce"] is Reduce.MEAN:
             m = m / ctx.lengths_or_tau
         elif node["reduce"] is Reduce.LAST:
-            m = np.ones(ctx.batch)
+            m = (ctx.lengths_or_tau == t).astype(float)
         return m / ctx.batch
 
     def forward(self, args, node, ctx):
