@@ -46,7 +46,7 @@ def agree(rec, dtype, cache, tau=4, batch=3, lengths=None, truncate=None, seed=0
     kw = dict(init=cast(run.init) or None, lengths=run.lengths, tau=tau, batch=batch)
     fn = uf.compile(rec, target="cuda", dtype=dtype, cache_dir=cache, schedule=schedule)
     if kernels:  # launch shapes to exercise: a module constant each
-        module = fn.kernels(lengths is not None, None).module
+        module = fn.kernels(fn.program(lengths is not None), tau).module
         for k, v in kernels.items():
             setattr(module, k, v)
     loss, grads = fn.value_and_grad(cast(run.params), cast(run.inputs), cast(run.targets), truncate=truncate, **kw)
@@ -162,7 +162,8 @@ def test_weights_too_big_for_shared_memory_stay_in_global(cache):
 def test_tiled_gemms(cache):
     """The GPU's tiled GEMMs (the simulator runs plain ones) against numpy."""
     from numba import cuda
-    module = uf.compile(small("elman"), target="cuda", dtype=np.float64, cache_dir=cache).kernels(False, None).module
+    fn = uf.compile(small("elman"), target="cuda", dtype=np.float64, cache_dir=cache)
+    module = fn.kernels(fn.program(), 5).module
     rng = np.random.default_rng(0)
     T, B, K, N, s = 5, 3, 6, 7, 2
     A, W = rng.normal(size=(T, B, K)), rng.normal(size=(K, N))
@@ -193,7 +194,7 @@ def test_device_arrays_stay_on_the_device(cache):
     program = fn.program(False)
     host = layout.prepare(program, args)
     dev = {k: cuda.to_device(v) for k, v in host.items()}
-    kern = fn.kernels(False, None)
+    kern = fn.kernels(program, args.tau)
     before = host["S_h"].copy()
     loss, _ = kern.forward(args.tau, args.batch, 0, dev)
     ref = uf.evaluate(rec, run.params, run.inputs, run.targets)

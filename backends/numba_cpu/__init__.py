@@ -14,6 +14,8 @@ fastmath so that LLVM vectorizes them; float32 kernels use a rational tanh
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from unfold.compiler.backend import Backend
@@ -203,6 +205,11 @@ class Kernels:
 
     def forward(self, T, B, trunc, bufs, device=False):
         return self._call("forward", T, B, trunc, bufs), None
+
+    def bind(self, name, T, B, trunc, bufs):
+        """The pass `name` with its arguments bound once: a call without lookups (steps)."""
+        scalars = {"T": T, "B": B, "trunc": trunc}
+        return functools.partial(getattr(self.module, name), *[scalars.get(a, bufs.get(a)) for a in self.args[name]])
 
     def backward(self, T, B, trunc, bufs, device=False):
         self._call("backward", T, B, trunc, bufs)

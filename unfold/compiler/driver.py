@@ -32,7 +32,10 @@ from ..lang.recurrence import Recurrence, canonical
 from . import layout
 from .backend import FLOATS, Backend, backend, check_options
 from .cache import DiskCache, default_cache_dir
+from .calls import Variant, final_states, seed, seed_names, wanted
+from .calls import cotangents as cotangents_of
 from .passes import lower
+from .stepper import Stepper
 
 MODES = ("rolled", "unrolled")
 VERSION = "2"   # of the generated code's conventions: a new one never reuses old cache entries
@@ -57,45 +60,48 @@ class Compiled:
         return self.cache.dir
 
     # -- building --------------------------------------------------------------
-    def program(self, masked: bool = False):
-        """The step program, lowered once and kept on disk (lowering runs sympy;
-        a warm start should not)."""
-        if masked not in self._programs:
-            name = f"unfold_{self.stem}_{self.key(masked, 'program')}.program"
+    def program(self, masked: bool = False, wrt=None, seeds=()):
+        """The step program of a variant (with lengths; computing the gradients
+        `wrt`; taking cotangents for `seeds`), lowered once and kept on disk
+        (lowering runs sympy; a warm start should not)."""
+        variant = Variant(masked, None if wrt is None else frozenset(wrt), frozenset(seeds))
+        if variant not in self._programs:
+            name = f"unfold_{self.stem}_{self.key(variant, 'program')}.program"
             data = self.cache.read_bytes(name)
             program = pickle.loads(data) if data is not None else None
             if program is None:
-                program = lower(self.rec, masked=masked)
+                program = lower(self.rec, masked=masked, wrt=variant.wrt, seeds=variant.seeds)
                 self.cache.write_bytes(name, pickle.dumps(program))
-            self._programs[masked] = program
-        return self._programs[masked]
+            self._programs[variant] = program
+        return self._programs[variant]
 
     @property
     def stem(self) -> str:
         return re.sub(r"\W", "_", self.rec.name, flags=re.ASCII).strip("_")[:40] or "model"
 
-    def key(self, masked: bool, tau) -> str:
+    def key(self, variant: "Variant", tau) -> str:
         import numba  # noqa: PLC0415 (its version is part of what the code depends on)
         text = "\n".join([canonical(self.rec), self.target, self.dtype.name, self.mode, str(self.unroll),
-                          str(masked), str(tau), repr(sorted(self.options.items())), VERSION,
+                          variant.text, str(tau), repr(sorted(self.options.items())), VERSION,
                           numba.__version__, _code_version()])
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
-    def kernels(self, masked: bool, tau: int):
+    def kernels(self, program, tau: int):
+        """The kernels of a program (`self.program(...)`) for runs of `tau` steps."""
+        variant = Variant(program.masked, program.wrt, program.seeds)
         fixed = tau if self.mode == "unrolled" else None
-        k = (masked, fixed)
+        k = (variant, fixed)
         if k not in self._kernels:
-            self._kernels[k] = self._build(masked, fixed)
+            self._kernels[k] = self._build(program, variant, fixed)
         return self._kernels[k]
 
-    def _build(self, masked: bool, tau: int | None):
+    def _build(self, program, variant: "Variant", tau: int | None):
         if not self.backend.generates_source:
-            return self.backend.kernels(self.program(masked), self.dtype, self.unroll, tau, **self.options)
-        name = f"unfold_{self.stem}_{self.key(masked, tau)}"
+            return self.backend.kernels(program, self.dtype, self.unroll, tau, **self.options)
+        name = f"unfold_{self.stem}_{self.key(variant, tau)}"
         source = self.cache.read_text(f"{name}.py")
         if source is None:
-            source, args = self.backend.emit(self.program(masked), self.dtype, unroll=self.unroll, tau=tau,
-                                             **self.options)
+            source, args = self.backend.emit(program, self.dtype, unroll=self.unroll, tau=tau, **self.options)
             source += f"\n#: each function's arguments, by buffer name\nARGS = {args!r}\n"
             self.cache.write_text(f"{name}.py", source)
         else:
@@ -106,11 +112,11 @@ class Compiled:
     @property
     def source(self) -> str:
         """The generated code (for the numpy target: the step program it runs)."""
-        return self.kernels(False, None if self.mode == "rolled" else 4).source
+        return self.kernels(self.program(), 4).source
 
     def ptx(self, cc=(9, 0)) -> str:
         """PTX of every kernel (target "cuda"; needs no GPU)."""
-        return self.backend.ptx(self.kernels(False, None if self.mode == "rolled" else 4), cc=cc)
+        return self.backend.ptx(self.kernels(self.program(), 4), cc=cc)
 
     # -- running ---------------------------------------------------------------
     def workspace(self) -> dict:
@@ -119,7 +125,8 @@ class Compiled:
             self._local.ws = {}
         return self._local.ws
 
-    def _prepare(self, params, inputs, targets, init, lengths, tau, batch, need_targets=True, returned=False):
+    def _prepare(self, params, inputs, targets, init, lengths, tau, batch, need_targets=True, returned=False,
+                 wrt=None, seeds=()):
         """The checked run, its step program, its buffers, and whether it runs on
         device arrays (then the params and initial states, packed on the host,
         are copied there; the sequences stay put)."""
@@ -129,67 +136,111 @@ class Compiled:
             params, init = to_host(params), to_host(init)
         run = RunArgs.check(self.rec, params, inputs, targets, init, lengths, tau, batch, strict=True,
                             dtype=self.dtype, need_targets=need_targets, device=self.backend.device_arrays)
-        program = self.program(run.mask is not None)
+        program = self.program(run.mask is not None, wanted(self.rec, wrt), seeds)
         fresh = layout.output_buffers(program) if returned else ()
         return run, program, layout.prepare(program, run, self.workspace(), fresh), device
 
-    def __call__(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None):
-        """Every state and intermediate [T, B, ...], and the loss: like `uf.evaluate`."""
+    def __call__(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None,
+                 return_state=False):
+        """Every state and intermediate [T, B, ...], and the loss: like `uf.evaluate`;
+        with `return_state`, (that, each state's final value)."""
         run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
                                                    need_targets=False, returned=True)
-        loss, dev = self._healing(run, lambda kern: kern.forward(run.tau, run.batch, 0, bufs, device))
+        loss, dev = self._healing(program, run, lambda kern: kern.forward(run.tau, run.batch, 0, bufs, device))
         out = self.backend.outputs(program, bufs, dev, run)
         if program.loss and (targets or not self.rec.of_role(Role.TARGET)):
             out["loss"] = float(loss)
-        return out
+        return (out, final_states(program, bufs, run)) if return_state else out
 
     def loss(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None) -> float:
         """The loss alone: the forward pass without returning its values."""
-        if self.rec.loss is None:
-            raise ModelError(f"model `{self.rec.name}` has no loss", expected="a line `loss = sum_t(...)`")
-        run, _, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch)
-        return float(self._healing(run, lambda kern: kern.forward(run.tau, run.batch, 0, bufs, device))[0])
+        self._need_loss()
+        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch)
+        return float(self._healing(program, run, lambda k: k.forward(run.tau, run.batch, 0, bufs, device))[0])
 
     def value_and_grad(self, params, inputs=None, targets=None, init=None, lengths=None, truncate=None,
-                       tau=None, batch=None):
-        """The loss and the gradients of params, inputs and initial states
-        (device arrays, given device arrays)."""
-        if self.rec.loss is None:
-            raise ModelError(f"model `{self.rec.name}` has no loss to differentiate",
-                             expected="a line `loss = sum_t(...)`")
-        if truncate is not None and (isinstance(truncate, bool) or not isinstance(truncate, int) or truncate < 1):
-            raise InputError(f"truncate must be a positive number of steps, not {truncate!r}")
-        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch)
+                       tau=None, batch=None, wrt=None, has_aux=False, return_state=False):
+        """The loss and its gradients (device arrays, given device arrays).
 
+        wrt: "all" (default: params, inputs, `init:<state>`s), "params", or
+        names: only those are computed.  has_aux: (loss, outputs) in place of
+        the loss, outputs as `fn(...)` gives them.  return_state: also each
+        state's final value (the next chunk's `init`)."""
+        self._need_loss()
+        _check_truncate(truncate)
+        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
+                                                   returned=has_aux, wrt=wrt)
+        loss, grads, dev = self._backward(program, run, bufs, device, truncate, None)
+        value = float(loss)
+        if has_aux:
+            value = (value, self.backend.outputs(program, bufs, dev, run))
+        return (value, grads, final_states(program, bufs, run)) if return_state else (value, grads)
+
+    def vjp(self, params, inputs=None, cotangents=None, targets=None, init=None, lengths=None, truncate=None,
+            tau=None, batch=None, wrt=None):
+        """The gradients of sum over outputs of <cotangent, output>: `cotangents`
+        maps output names (states, intermediates) to [T, B, n] arrays, and
+        `loss` to a number; for losses computed outside the model."""
+        _check_truncate(truncate)
+        seeds = seed_names(self.rec, cotangents)
+        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
+                                                   need_targets="loss" in cotangents, wrt=wrt, seeds=seeds)
+        return self._backward(program, run, bufs, device, truncate, cotangents_of(self.rec, cotangents, run))[1]
+
+    def stepper(self, params, batch: int = 1) -> Stepper:
+        """A one-step runner for generation: `step = fn.stepper(params)`, then
+        `out, state = step({"x": x_t}, state)` (unfold/compiler/stepper.py)."""
+        return Stepper(self, params, batch)
+
+    def step(self, params, inputs, state=None):
+        """(outputs, state) of one step.  It packs the weights on every call: for
+        a loop of steps make a `stepper` once."""
+        batch = next((np.shape(v)[0] for v in (inputs or {}).values()), 1)
+        return self.stepper(params, batch)(inputs, state)
+
+    def _backward(self, program, run: RunArgs, bufs: dict, device: bool, truncate, given):
+        """(loss, gradients, device buffers): the forward pass, the seeds, the backward pass."""
         def passes(kern):
-            loss, _ = kern.forward(run.tau, run.batch, 0, bufs, device)
-            d = layout.adjoints(program, bufs, run, self.workspace())
-            return loss, d, kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d}, device)
-        loss, d, dev = self._healing(run, passes)
-        return float(loss), self.backend.gradients(program, d, dev, run)
+            loss, dev = kern.forward(run.tau, run.batch, 0, bufs, device)
+            d = layout.adjoints(program, bufs, run, self.workspace(),
+                                loss_seed=given is None or given.get("loss", 0.0))
+            seed(program, d, given or {}, run)
+            return loss, d, kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d}, device), dev
+        loss, d, dev, fdev = self._healing(program, run, passes)
+        return loss, self.backend.gradients(program, d, dev, run), fdev
 
-    def _healing(self, run: RunArgs, passes):
+    def _need_loss(self):
+        if self.rec.loss is None:
+            raise ModelError(f"model `{self.rec.name}` has no loss", expected="a line `loss = sum_t(...)`, or "
+                             "fn.vjp with cotangents for its outputs")
+
+    def _healing(self, program, run: RunArgs, passes):
         """`passes(kernels)`; if the kernels' first use fails and numba had machine
         code cached for them (a damaged cache: numba raises when it loads one),
         that code is deleted, with a warning, and the passes run once more on
         kernels compiled afresh.  A genuine error fails again and is raised."""
-        key = (run.mask is not None, run.tau if self.mode == "unrolled" else None)
-        kern = self.kernels(run.mask is not None, run.tau)
+        kern = self.kernels(program, run.tau)
         try:
             return passes(kern)
         except UnfoldError:
             raise
         except Exception as e:  # noqa: BLE001 - anything numba's cache can raise
             module = getattr(kern, "module", None)
-            if key in self._healed or module is None or not self.cache.purge_machine_code(module.__name__):
+            if module is None or module.__name__ in self._healed or \
+                    not self.cache.purge_machine_code(module.__name__):
                 raise
-            self._healed.add(key)
+            self._healed.add(module.__name__)
             warnings.warn(f"unfold: numba's cached machine code for {module.__name__} could not be loaded "
                           f"({type(e).__name__}: {e}); it was deleted and is compiled again", RuntimeWarning,
                           stacklevel=3)
             self.cache.forget_module(module.__name__)
-            del self._kernels[key]
-            return passes(self.kernels(run.mask is not None, run.tau))
+            self._kernels = {k: v for k, v in self._kernels.items() if v is not kern}
+            return passes(self.kernels(program, run.tau))
+
+
+def _check_truncate(truncate):
+    if truncate is not None and (isinstance(truncate, bool) or not isinstance(truncate, int) or truncate < 1):
+        raise InputError(f"truncate must be a positive number of steps, not {truncate!r}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -97,17 +97,18 @@ def prepare(program: Program, run: RunArgs, ws: dict | None = None, fresh=()) ->
     return bufs
 
 
-def adjoints(program: Program, bufs: dict, run: RunArgs, ws: dict | None = None) -> dict[str, np.ndarray]:
+def adjoints(program: Program, bufs: dict, run: RunArgs, ws: dict | None = None,
+             loss_seed: float = 1.0) -> dict[str, np.ndarray]:
     """Every adjoint buffer of the backward pass, zeroed where the program says,
-    and the loss seed: d(loss term at t) = lw[t]."""
+    and the loss seed: d(loss term at t) = loss_seed * lw[t]."""
     ws = {} if ws is None else ws
     bw = program.backward
     zero = {b.name for b in bw.zero}
     d = {b.name: buffer(ws, b.name, b.dims(run.tau, run.batch), run.dtype, zero=b.name in zero)
          for b in bw.buffers}
-    if bw.seed is not None:
+    if bw.seed is not None and loss_seed:
         lw = bufs[program.weights.name]
-        d[bw.seed.buffer.name][:, :, bw.seed.col] += lw
+        d[bw.seed.buffer.name][:, :, bw.seed.col] += loss_seed * lw
     return d
 
 
@@ -128,11 +129,12 @@ def outputs(program: Program, bufs: dict, T: int, B: int) -> dict[str, np.ndarra
 
 
 def gradients(program: Program, d: dict, run: RunArgs) -> dict[str, np.ndarray]:
-    """Param, input and initial-state gradients from the adjoint buffers."""
+    """The gradients asked for (`program.wrt`: params, inputs, `init:<state>`)
+    from the adjoint buffers."""
     rec, T = program.rec, run.tau
     grads = {}
     for b in program.buffers:
-        if b.adjoint is None:
+        if b.adjoint is None or b.adjoint.name not in d:
             continue
         if b.layout is Layout.PARAM:
             grads[b.symbol] = d[b.adjoint.name].reshape(rec.symbols[b.symbol].shape).copy()
@@ -143,10 +145,11 @@ def gradients(program: Program, d: dict, run: RunArgs) -> dict[str, np.ndarray]:
     for s in rec.of_role(Role.INPUT):
         grads.setdefault(s.name, np.zeros(((T,) if s.timed else ()) + (run.batch,) + s.shape, run.dtype))
     for s in program.states:
-        dS = d[program.places[s.value].buffer.adjoint.name]
-        dinit = dS[:s.depth].sum(0) + dS[T + s.depth:].sum(0)
+        dS = d.get(program.places[s.value].buffer.adjoint.name)
+        dinit = np.zeros((run.batch, s.size), run.dtype) if dS is None else \
+            dS[:s.depth].sum(0) + dS[T + s.depth:].sum(0)
         grads[f"init:{s.name}"] = dinit
         if isinstance(s.init, str) and run.init.get(s.name) is None and s.init in grads:
             p = grads[s.init]
             grads[s.init] = p + (dinit.sum() if p.shape == () else dinit.sum(0))
-    return grads
+    return {k: g for k, g in grads.items() if program.wants(k)}

@@ -140,6 +140,11 @@ class Program:
     """See the module docstring; fields are filled pass by pass."""
     rec: Recurrence
     masked: bool
+    #: what the backward pass differentiates: names of params, inputs and
+    #: `init:<state>`s (None: all of them) ...
+    wrt: frozenset | None = None
+    #: ... and the variables that receive an outside cotangent (`fn.vjp`)
+    seeds: frozenset = frozenset()
     names: Namespace = field(default_factory=Namespace)
     values: dict[str, Value] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)     # variable name -> value id
@@ -160,6 +165,10 @@ class Program:
     @property
     def reduce(self) -> Reduce | None:
         return self.rec.loss.reduce if self.rec.loss else None
+
+    def wants(self, key: str) -> bool:
+        """Is the gradient of a param, an input or `init:<state>` asked for?"""
+        return self.wrt is None or key in self.wrt
 
     def stages(self):
         """Every forward stage in execution order (projections first)."""

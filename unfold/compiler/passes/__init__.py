@@ -26,12 +26,14 @@ PASSES = [extract, hoist, group, fuse, schedule, plan_memory, derive_backward]
 PASS_NAMES = [p.__name__ for p in PASSES]
 
 
-def lower(rec: Recurrence, masked: bool = False, until: str | None = None) -> Program:
+def lower(rec: Recurrence, masked: bool = False, until: str | None = None, wrt=None, seeds=()) -> Program:
     """The step program of `rec` (`masked`: for runs with `lengths`), after
-    every pass or after `until`."""
+    every pass or after `until`.  `wrt`: the gradients the backward pass
+    computes (names of params, inputs, `init:<state>`; None: all); `seeds`:
+    variables whose outside cotangents it takes (`fn.vjp`)."""
     if until is not None and until not in PASS_NAMES:
         raise UnfoldError(f"unknown pass {until!r}; expected one of {', '.join(PASS_NAMES)}")
-    program = Program(rec, masked)
+    program = Program(rec, masked, None if wrt is None else frozenset(wrt), frozenset(seeds))
     for step in PASSES:
         program = step(program)
         program = dataclasses.replace(program, passes=[*program.passes, step.__name__])

@@ -34,14 +34,28 @@ from ..stages import (Apply, ApplyAdjoint, Backward, Fused, FusedAdjoint, Guard,
 
 
 def differentiable(p: Program) -> set[str]:
-    """Values that depend on a param, an input or a state carry (an initial state)."""
-    out = set()
-    for vid, v in p.values.items():
-        if v.leaf is Leaf.CARRY or (v.leaf in (Leaf.PARAM, Leaf.INPUT) and v.role in (Role.PARAM, Role.INPUT)):
-            out.add(vid)
-        elif v.leaf is None and any(a in out for a in v.args):
-            out.add(vid)
-    return out
+    """Values whose adjoint can reach a gradient that is asked for: those that
+    depend on a wanted param or input, or on a state carry that does.  A
+    carry s[t-k] does when its initial value is wanted or s's value depends on
+    something wanted at any step: found by iterating to a fixed point (an
+    echo-state reservoir fed by no wanted param is never differentiated)."""
+    carries = {s.name for s in p.states   # an initial value, or the param it is, is asked for
+               if p.wants(f"init:{s.name}") or (isinstance(s.init, str) and p.wants(s.init))}
+    while True:
+        out = set()
+        for vid, v in p.values.items():
+            if v.leaf is Leaf.CARRY:
+                wanted = v.name in carries
+            elif v.leaf in (Leaf.PARAM, Leaf.INPUT):
+                wanted = v.role in (Role.PARAM, Role.INPUT) and p.wants(v.name)
+            else:
+                wanted = v.leaf is None and any(a in out for a in v.args)
+            if wanted:
+                out.add(vid)
+        more = carries | {s.name for s in p.states if s.value in out}
+        if more == carries:
+            return out
+        carries = more
 
 
 def tape(p: Program, st: Fused, external: set[str], grad: set[str]):
@@ -78,6 +92,9 @@ class _Derive:
         self.rows: dict[str, tuple[Buffer, Buffer]] = {}   # param/static buffer -> (it, its rows)
         self.padded: dict[str, Buffer] = {}                 # input buffer -> its copy, padding zeroed
         self.readers = self._readers()
+        #: values whose adjoint buffer receives something from outside the
+        #: stages (the loss seed, a cotangent): never assigned over
+        self.seeded = {p.outputs[name] for name in p.seeds} | ({p.loss} if p.loss else set())
         self.tapes = {}
         for st in p.fused:
             if isinstance(st, Fused):
@@ -95,14 +112,15 @@ class _Derive:
         """Entries whose adjoint comes (partly) from their buffer: read by
         another stage, a state (its carries), or the loss term."""
         states = {s.value for s in self.p.states}
-        return {vid for vid, _ in st.entries
-                if vid in states or vid == self.p.loss or any(r is not st for r in self.readers[vid])}
+        seeded = {self.p.outputs[name] for name in self.p.seeds}
+        return {vid for vid, _ in st.entries if vid in states or vid in seeded or vid == self.p.loss
+                or any(r is not st for r in self.readers[vid])}
 
     def _assigned(self) -> set[str]:
         """Values whose adjoint one stage writes whole, once per step."""
         out = set()
         for vid, readers in self.readers.items():
-            if len(readers) != 1 or vid == self.p.loss or self.p.places[vid].buffer.layout is not Layout.SEQ:
+            if len(readers) != 1 or vid in self.seeded or self.p.places[vid].buffer.layout is not Layout.SEQ:
                 continue
             st = readers[0]
             whole = isinstance(st, MatMul) or (isinstance(st, Fused) and st.size == self.p.values[vid].size
@@ -171,7 +189,8 @@ class _Derive:
         return self.p.rec.symbols[name].role is Role.PARAM
 
     def params_of(self, st) -> tuple:
-        return tuple(part for part in st.weights.parts if self.is_param(part[1]))
+        """The parts of a packed weight whose gradient is asked for (params, not consts)."""
+        return tuple(part for part in st.weights.parts if self.is_param(part[1]) and self.p.wants(part[1]))
 
     def loops(self) -> list[Loop]:
         out = []
@@ -193,7 +212,7 @@ class _Derive:
         out += [a for a in (self.adjoint(st) for st in reversed(p.statics)) if a is not None]
         for st in p.projects:
             x = p.values[st.input]
-            din = p.places[x.id].buffer.adjoint if x.role is Role.INPUT else None
+            din = p.places[x.id].buffer.adjoint if x.role is Role.INPUT and p.wants(x.name) else None
             if self.params_of(st) or din is not None:
                 out += self.project_grad(st, din)
         return out
@@ -220,8 +239,13 @@ def _memory(p: Program, stages: list, assigned: set[str]) -> tuple[list[Buffer],
         if isinstance(st, SumRows):
             used[st.target.buffer.name] = st.target.buffer
     for b in p.buffers:  # the gradients the run returns: params, inputs, initial states
-        if b.adjoint is not None and b.layout in (Layout.PARAM, Layout.INPUT, Layout.STATIC_INPUT, Layout.STATE):
+        key = f"init:{b.symbol}" if b.layout is Layout.STATE else b.symbol
+        if b.adjoint is not None and b.layout in (Layout.PARAM, Layout.INPUT, Layout.STATIC_INPUT, Layout.STATE) \
+                and p.wants(key):
             used[b.adjoint.name] = b.adjoint
+    for name in p.seeds:   # the adjoints that take outside cotangents
+        b = p.places[p.outputs[name]].buffer.adjoint
+        used[b.name] = b
     members = defaultdict(list)
     for vid, place in p.places.items():
         if place.buffer.adjoint is not None:
