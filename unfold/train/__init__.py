@@ -1,0 +1,1 @@
+"""Training on the compiled kernels: optimizers, schedules, a fit loop, data helpers, saving."""
