@@ -36,6 +36,7 @@ from .calls import Variant, final_states, seed, seed_names, wanted
 from .calls import cotangents as cotangents_of
 from .passes import lower
 from .stepper import Stepper
+from .threads import BlasThreads
 
 MODES = ("rolled", "unrolled")
 VERSION = "2"   # of the generated code's conventions: a new one never reuses old cache entries
@@ -45,10 +46,11 @@ class Compiled:
     """A compiled recurrence; the kernels for runs with `lengths` are built on first use."""
 
     def __init__(self, rec: Recurrence, target: Backend, dtype, mode: str, unroll: int, cache: DiskCache,
-                 options: dict):
+                 options: dict, threads: int = 1):
         self.rec, self.backend, self.dtype = rec, target, np.dtype(dtype)
         self.target = target.name
         self.mode, self.unroll, self.cache, self.options = mode, unroll, cache, options
+        self.threads = threads
         self.cache_hits = 0   # modules loaded from the disk cache rather than generated
         self._kernels: dict = {}
         self._programs: dict = {}
@@ -221,7 +223,8 @@ class Compiled:
         kernels compiled afresh.  A genuine error fails again and is raised."""
         kern = self.kernels(program, run.tau)
         try:
-            return passes(kern)
+            with BlasThreads(self.threads):
+                return passes(kern)
         except UnfoldError:
             raise
         except Exception as e:  # noqa: BLE001 - anything numba's cache can raise
@@ -235,7 +238,8 @@ class Compiled:
                           stacklevel=3)
             self.cache.forget_module(module.__name__)
             self._kernels = {k: v for k, v in self._kernels.items() if v is not kern}
-            return passes(self.kernels(program, run.tau))
+            with BlasThreads(self.threads):
+                return passes(self.kernels(program, run.tau))
 
 
 def _check_truncate(truncate):
@@ -255,12 +259,14 @@ def _code_version() -> str:
 
 
 def compile(rec: Recurrence, target: str = "cpu", dtype=np.float64, mode: str = "rolled",
-            unroll: int = 1, cache_dir=None, **options) -> Compiled:
+            unroll: int = 1, cache_dir=None, threads: int = 1, **options) -> Compiled:
     """Compile `rec` for `target` ("cpu", "numpy" or "cuda").
 
     mode="rolled" runs the step program in a time loop (compile time does not
     depend on T); "unrolled" emits straight-line code for each T it is called
-    with; unroll=k repeats the step k times per loop trip.  `options` are the
+    with; unroll=k repeats the step k times per loop trip.  threads: how many
+    BLAS threads a call runs with, whatever numpy's default (put back after
+    the call; small per-step matmuls run fastest on one).  `options` are the
     target's own: schedule="auto" | "persistent" | "stepwise" for "cuda"
     (docs/cuda.md)."""
     b = backend(target)
@@ -270,5 +276,7 @@ def compile(rec: Recurrence, target: str = "cpu", dtype=np.float64, mode: str = 
         raise UnfoldError(f"dtype must be float32 or float64, not {np.dtype(dtype)}")
     if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
         raise UnfoldError(f"unroll must be a positive integer, not {unroll!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UnfoldError(f"threads must be a positive integer, not {threads!r}")
     return Compiled(rec, b, dtype, mode, unroll, DiskCache(Path(cache_dir) if cache_dir else default_cache_dir()),
-                    check_options(b, options))
+                    check_options(b, options), threads)

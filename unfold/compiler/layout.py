@@ -1,6 +1,6 @@
 """The arrays of a run, laid out as the step program's buffers say.
 
-    bufs = prepare(program, run, workspace)     # every forward buffer by name
+    bufs = prepare(program, run, workspace)     # every forward buffer by name (a `Plan` per shape)
     d = adjoints(program, bufs, run, workspace) # zeroed and seeded as `program.backward` says
     out = outputs(program, bufs, T, B)          # states and intermediates [T, B, ...]
     grads = gradients(program, d, run)          # params, inputs, init:<state>
@@ -17,17 +17,92 @@ import numpy as np
 
 from ..graph.runargs import RunArgs
 from ..lang.ir import Reduce, Role
-from .program import Buffer, Layout, Program
+from .program import Layout, Program
 
 
-def buffer(ws: dict, name: str, shape: tuple, dtype, zero: bool = False) -> np.ndarray:
-    """A workspace array of this shape and dtype (zeroed if asked)."""
-    a = ws.get(name)
-    if a is None or a.shape != tuple(shape) or a.dtype != dtype:
-        a = ws[name] = np.zeros(shape, dtype)
-    elif zero:
-        a.fill(0)
-    return a
+class Plan:
+    """The arrays of a program's runs of T steps and B sequences, made once:
+    the workspace the passes write, the packed weights, the adjoint buffers,
+    and what each call fills in.  A call then costs a few dict operations and
+    copies (issue: 280 us of Python around a 15 us kernel call at T = 1)."""
+
+    def __init__(self, program: Program, T: int, B: int, dtype):
+        self.program, self.T, self.B, self.dtype = program, T, B, np.dtype(dtype)
+        written = (Layout.SEQ, Layout.STATE, Layout.STATIC, Layout.PADDED)
+        self.arrays = {b.name: np.zeros(b.dims(T, B), dtype) for b in program.buffers if b.layout in written}
+        self.packs = []
+        for st in [*program.projects, *program.matmuls]:
+            w = st.weights
+            W, WT = np.zeros(w.W.shape, dtype), np.zeros(w.WT.shape, dtype)
+            self.arrays[w.W.name], self.arrays[w.WT.name] = W, WT
+            self.packs.append((W, WT, [(name, lo, hi) for _, name, lo, hi in w.parts]))
+        self.given = [(b.name, b.symbol, b.dims(T, B)) for b in program.buffers
+                      if b.layout in (Layout.PARAM, Layout.INPUT, Layout.STATIC_INPUT)]
+        self.states = [(program.places[s.value].buffer.name, s) for s in program.states]
+        self.ones = np.ones((T, B), dtype)
+        self.masks = [b.name for b in program.buffers if b.layout is Layout.MASK]
+        self.lw = [b.name for b in program.buffers if b.layout is Layout.WEIGHTS]
+        self.shapes = {b.name: b.dims(T, B) for b in program.buffers}
+        self._adjoint = None
+
+    def prepare(self, run: RunArgs, fresh=()) -> dict[str, np.ndarray]:
+        """Every forward buffer; those named in `fresh` are new arrays (returned to the caller)."""
+        bufs = dict(self.arrays)
+        for name in fresh:
+            bufs[name] = np.empty(self.shapes[name], self.dtype)
+        for name, symbol, shape in self.given:
+            a = run.params.get(symbol)
+            if a is None:
+                a = run.inputs.get(symbol)
+            bufs[name] = (a.reshape(1) if a.ndim == 0 else a) if a is not None else np.zeros(shape, self.dtype)
+        for W, WT, parts in self.packs:   # [W1; W2; ...] and its transpose
+            for name, lo, hi in parts:
+                W[lo:hi] = run.params[name]
+                WT[:, lo:hi] = run.params[name].T
+        for name in self.masks:
+            bufs[name] = self.ones if run.mask is None else np.ascontiguousarray(run.mask[1:], self.dtype)
+        for name in self.lw:
+            bufs[name] = loss_weights(self.program, run)
+        for name, s in self.states:
+            S = bufs[name]
+            S[:s.depth] = S[self.T + s.depth:] = initial_value(s, run)
+        return bufs
+
+    def reused(self):
+        """Every array this plan hands to more than one call."""
+        yield from self.arrays.values()
+        yield from (self._adjoint or {}).values()
+
+    def adjoints(self, bufs: dict, loss_seed: float = 1.0) -> dict[str, np.ndarray]:
+        """Every adjoint buffer of the backward pass, zeroed where the program says,
+        and the loss seed: d(loss term at t) = loss_seed * lw[t]."""
+        bw = self.program.backward
+        if self._adjoint is None:
+            self._adjoint = {b.name: np.zeros(b.dims(self.T, self.B), self.dtype) for b in bw.buffers}
+            self._zero = [self._adjoint[b.name] for b in bw.zero]
+        for a in self._zero:
+            a.fill(0)
+        if bw.seed is not None and loss_seed:
+            self._adjoint[bw.seed.buffer.name][:, :, bw.seed.col] += loss_seed * bufs[self.lw[0]]
+        return self._adjoint
+
+
+#: plans kept per workspace: runs of a few shapes reuse their arrays; a
+#: stream of ever new shapes (T varying batch to batch) does not pile up memory
+PLANS = 4
+
+
+def plan(program: Program, run: RunArgs, ws: dict) -> Plan:
+    """The plan of this program and run shape, from the workspace `ws` (made on first use)."""
+    plans = ws.setdefault("plans", {})
+    key = (id(program), run.tau, run.batch, run.dtype)
+    p = plans.pop(key, None)          # re-inserted below: the dict's order is the use order
+    if p is None or p.program is not program:
+        p = Plan(program, run.tau, run.batch, run.dtype)
+    plans[key] = p
+    while len(plans) > PLANS:
+        del plans[next(iter(plans))]
+    return p
 
 
 def loss_weights(program: Program, run: RunArgs) -> np.ndarray:
@@ -42,7 +117,7 @@ def loss_weights(program: Program, run: RunArgs) -> np.ndarray:
     return np.ascontiguousarray(mask / B, dtype=run.dtype)
 
 
-def initial_value(program: Program, s, run: RunArgs) -> np.ndarray:
+def initial_value(s, run: RunArgs) -> np.ndarray:
     given = run.init.get(s.name)
     if given is not None:
         return given
@@ -55,61 +130,15 @@ def output_buffers(program: Program) -> set[str]:
     return {program.places[vid].buffer.name for vid in program.outputs.values()}
 
 
-def _given(b: Buffer, run: RunArgs, ws: dict):
-    """A param's or an input's array, as the run gave it (a target the run does not need: zeros)."""
-    if b.layout is Layout.PARAM:
-        v = run.params[b.symbol]
-        return v.reshape(1) if v.ndim == 0 else v
-    if b.symbol in run.inputs:
-        return run.inputs[b.symbol]
-    return buffer(ws, b.name, b.dims(run.tau, run.batch), run.dtype, zero=True)
-
-
-def _packed(program: Program, run: RunArgs) -> dict[str, np.ndarray]:
-    """W = [W1; W2; ...] and its transpose for every projection and matmul stage."""
-    out = {}
-    for st in [*program.projects, *program.matmuls]:
-        w = np.concatenate([run.params[name] for _, name, _, _ in st.weights.parts], axis=0).astype(run.dtype)
-        out[st.weights.W.name] = np.ascontiguousarray(w)
-        out[st.weights.WT.name] = np.ascontiguousarray(w.T)
-    return out
-
-
 def prepare(program: Program, run: RunArgs, ws: dict | None = None, fresh=()) -> dict[str, np.ndarray]:
-    """Every forward buffer.  Buffers named in `fresh` are new arrays (returned
-    to the caller); the rest come from the workspace."""
-    ws = {} if ws is None else ws
-    T, B, dt = run.tau, run.batch, run.dtype
-    bufs = _packed(program, run)
-    for b in program.buffers:
-        if b.layout in (Layout.PARAM, Layout.INPUT, Layout.STATIC_INPUT):
-            bufs[b.name] = _given(b, run, ws)
-        elif b.layout is Layout.MASK:
-            bufs[b.name] = np.ascontiguousarray(np.ones((T, B)) if run.mask is None else run.mask[1:], dt)
-        elif b.layout is Layout.WEIGHTS:
-            bufs[b.name] = loss_weights(program, run)
-        elif b.layout is not Layout.PACKED:  # the forward pass writes every step
-            shape = b.dims(T, B)
-            bufs[b.name] = np.empty(shape, dt) if b.name in fresh else buffer(ws, b.name, shape, dt)
-    for s in program.states:
-        S = bufs[program.places[s.value].buffer.name]
-        S[:s.depth] = S[T + s.depth:] = initial_value(program, s, run)
-    return bufs
+    """Every forward buffer (see `Plan.prepare`); `ws`: where plans are kept."""
+    return plan(program, run, {} if ws is None else ws).prepare(run, fresh)
 
 
 def adjoints(program: Program, bufs: dict, run: RunArgs, ws: dict | None = None,
              loss_seed: float = 1.0) -> dict[str, np.ndarray]:
-    """Every adjoint buffer of the backward pass, zeroed where the program says,
-    and the loss seed: d(loss term at t) = loss_seed * lw[t]."""
-    ws = {} if ws is None else ws
-    bw = program.backward
-    zero = {b.name for b in bw.zero}
-    d = {b.name: buffer(ws, b.name, b.dims(run.tau, run.batch), run.dtype, zero=b.name in zero)
-         for b in bw.buffers}
-    if bw.seed is not None and loss_seed:
-        lw = bufs[program.weights.name]
-        d[bw.seed.buffer.name][:, :, bw.seed.col] += loss_seed * lw
-    return d
+    """Every adjoint buffer of the backward pass (see `Plan.adjoints`)."""
+    return plan(program, run, {} if ws is None else ws).adjoints(bufs, loss_seed)
 
 
 def outputs(program: Program, bufs: dict, T: int, B: int) -> dict[str, np.ndarray]:
@@ -128,28 +157,37 @@ def outputs(program: Program, bufs: dict, T: int, B: int) -> dict[str, np.ndarra
     return out
 
 
+def _gradient_spec(program: Program):
+    """What `gradients` reads, worked out once per program: (param and input
+    adjoint buffers by key, the keys that no buffer holds, the states)."""
+    spec = program.__dict__.get("_gradient_spec")
+    if spec is None:
+        rec = program.rec
+        held = [(b.symbol, b.adjoint.name, rec.symbols[b.symbol].shape if b.layout is Layout.PARAM else None)
+                for b in program.buffers
+                if b.adjoint is not None and b.layout in (Layout.PARAM, Layout.INPUT, Layout.STATIC_INPUT)]
+        names = {k for k, _, _ in held}
+        absent = [s for s in rec.of_role(Role.PARAM) + rec.of_role(Role.INPUT) if s.name not in names]
+        states = [(s, program.places[s.value].buffer.adjoint.name) for s in program.states]
+        spec = program.__dict__["_gradient_spec"] = (held, absent, states)
+    return spec
+
+
 def gradients(program: Program, d: dict, run: RunArgs) -> dict[str, np.ndarray]:
     """The gradients asked for (`program.wrt`: params, inputs, `init:<state>`)
     from the adjoint buffers."""
-    rec, T = program.rec, run.tau
-    grads = {}
-    for b in program.buffers:
-        if b.adjoint is None or b.adjoint.name not in d:
-            continue
-        if b.layout is Layout.PARAM:
-            grads[b.symbol] = d[b.adjoint.name].reshape(rec.symbols[b.symbol].shape).copy()
-        elif b.layout in (Layout.INPUT, Layout.STATIC_INPUT):
-            grads[b.symbol] = d[b.adjoint.name].copy()
-    for s in rec.of_role(Role.PARAM):  # a param no equation reads
-        grads.setdefault(s.name, np.zeros(s.shape, run.dtype))
-    for s in rec.of_role(Role.INPUT):
-        grads.setdefault(s.name, np.zeros(((T,) if s.timed else ()) + (run.batch,) + s.shape, run.dtype))
-    for s in program.states:
-        dS = d.get(program.places[s.value].buffer.adjoint.name)
-        dinit = np.zeros((run.batch, s.size), run.dtype) if dS is None else \
-            dS[:s.depth].sum(0) + dS[T + s.depth:].sum(0)
+    held, absent, states = _gradient_spec(program)
+    T, B = run.tau, run.batch
+    grads = {key: (d[name].reshape(shape) if shape is not None else d[name]).copy()
+             for key, name, shape in held if name in d}
+    for s in absent:  # read by no equation: no gradient flows to it
+        grads[s.name] = np.zeros(s.shape if s.role is Role.PARAM else
+                                 ((T,) if s.timed else ()) + (B,) + s.shape, run.dtype)
+    for s, name in states:
+        dS = d.get(name)
+        dinit = np.zeros((B, s.size), run.dtype) if dS is None else dS[:s.depth].sum(0) + dS[T + s.depth:].sum(0)
         grads[f"init:{s.name}"] = dinit
         if isinstance(s.init, str) and run.init.get(s.name) is None and s.init in grads:
             p = grads[s.init]
             grads[s.init] = p + (dinit.sum() if p.shape == () else dinit.sum(0))
-    return {k: g for k, g in grads.items() if program.wants(k)}
+    return grads if program.wrt is None else {k: g for k, g in grads.items() if k in program.wrt}

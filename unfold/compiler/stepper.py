@@ -20,6 +20,7 @@ from ..lang.errors import InputError, ModelError
 from ..lang.ir import Role
 from . import layout
 from .program import Layout, Leaf
+from .threads import BlasThreads
 
 
 class Stepper:
@@ -63,7 +64,8 @@ class Stepper:
         state = self.initial() if state is None else state
         for name, depth, S in self.states:
             S[:depth] = state[name] if depth > 1 else state[name][None]
-        self.forward()
+        with BlasThreads(self.fn.threads):
+            self.forward()
         out = {k: v[0].copy() for k, v in self.outputs.items()}
         new = {name: (np.concatenate([S[1:depth], S[depth:depth + 1]]) if depth > 1 else S[depth].copy())
                for name, depth, S in self.states}

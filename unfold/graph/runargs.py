@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..lang.errors import InputError
-from ..lang.ir import Role, reads
+from ..lang.ir import Role
 from ..lang.recurrence import Recurrence
 
 FLOATS = (np.float32, np.float64)
@@ -48,7 +48,7 @@ class RunArgs:
         dt = np.dtype(dtype) if dtype is not None else (
             next(iter(params.values())).dtype if params else np.dtype(np.float64))
         seqs = {}
-        read_by_equations = {r.name for eq in rec.equations for r in reads(eq.expr)}
+        read_by_equations = rec.read_in_equations
         for role, given, what in ((Role.INPUT, inputs, "input"), (Role.TARGET, targets, "target")):
             names = {s.name for s in rec.of_role(role)}
             extra = sorted(set(given) - names)

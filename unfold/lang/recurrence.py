@@ -37,7 +37,18 @@ class Recurrence(Model):
 
     # -- views ---------------------------------------------------------------
     def of_role(self, *roles: Role) -> list[Symbol]:
-        return [s for s in self.symbols.values() if s.role in roles]
+        by_role = self.__dict__.setdefault("_by_role", {})   # asked on every call of a compiled function
+        if roles not in by_role:
+            by_role[roles] = [s for s in self.symbols.values() if s.role in roles]
+        return by_role[roles]
+
+    @property
+    def read_in_equations(self) -> frozenset[str]:
+        """The names the equations read (a target read only by the loss is not among them)."""
+        names = self.__dict__.get("_read")
+        if names is None:
+            names = self.__dict__["_read"] = frozenset(r.name for eq in self.equations for r in reads(eq.expr))
+        return names
 
     @property
     def params(self) -> list[Symbol]:
