@@ -33,7 +33,7 @@ from ..graph.runargs import RunArgs
 from ..lang.errors import InputError, ModelError, UnfoldError
 from ..lang.ir import Role
 from ..lang.recurrence import Recurrence, canonical
-from .extras import require
+from ..lang.extras import require
 
 #: on a worker: the compiled functions it holds, by `_Spec.key`
 _COMPILED: dict = {}
@@ -103,7 +103,7 @@ def value_and_grad(fn: Compiled, params: dict, batches, client=None, *, shards: 
     for fn, per sequence of the whole batch (a dict only).  wrt: as for fn,
     but "params" by default (what training needs); gradients of inputs and
     initial states are put back together along B."""
-    distributed = require("dask", "uf.distributed.value_and_grad")
+    distributed = require("distributed", "dask", "uf.distributed.value_and_grad")
     if not isinstance(fn, Compiled):
         raise UnfoldError(f"uf.distributed.value_and_grad takes a compiled function (uf.compile), "
                           f"not {type(fn).__name__}")
@@ -200,7 +200,7 @@ def _combined(rec: Recurrence, results: list) -> tuple[float, dict]:
 
 def _client(client):
     """A `distributed.Client` for `client` (see value_and_grad)."""
-    distributed = require("dask", "uf.distributed.value_and_grad")
+    distributed = require("distributed", "dask", "uf.distributed.value_and_grad")
     if isinstance(client, distributed.Client):
         return client
     if client is not None and not isinstance(client, str):

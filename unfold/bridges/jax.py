@@ -24,7 +24,7 @@ from ..lang.errors import UnfoldError
 from ..lang.ir import Role
 from ..lang.recurrence import Recurrence
 from .common import check_params, output_names
-from .extras import require
+from ..lang.extras import require
 
 
 def to_jax(rec: Recurrence, target: str = "cpu", outputs=None, **compile_options):
@@ -34,7 +34,7 @@ def to_jax(rec: Recurrence, target: str = "cpu", outputs=None, **compile_options
     dict name -> [T, B, ...] (targets that equations read go here too); init:
     state name -> [B, n]; lengths: one per sequence.  The dtype (float32, or
     float64 under jax_enable_x64) is the params'; each is compiled on first use."""
-    jax = require("jax", "uf.to_jax")
+    jax = require("jax", "jax", "uf.to_jax")
     if not isinstance(rec, Recurrence):
         raise UnfoldError(f"uf.to_jax takes a recurrence (uf.load, uf.parse), not {type(rec).__name__}")
     bridge = _Host(jax, rec, target, output_names(rec, outputs), compile_options)

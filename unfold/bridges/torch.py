@@ -16,7 +16,7 @@ import numpy as np
 from ..lang.errors import UnfoldError
 from ..lang.recurrence import Recurrence
 from .common import checked_params, output_names
-from .extras import require
+from ..lang.extras import require
 
 
 def to_torch(rec: Recurrence, params: dict | None = None, target: str = "cpu", dtype=np.float32,
@@ -31,7 +31,7 @@ def to_torch(rec: Recurrence, params: dict | None = None, target: str = "cpu", d
     [T, B, H] tensor; several: a dict by name); a name (a state or an
     intermediate) for that tensor alone, or a list of names for a dict.
     compile_options go to `uf.compile` (mode, unroll, cache_dir, ...)."""
-    torch = require("torch", "uf.to_torch")
+    torch = require("torch", "torch", "uf.to_torch")
     from .torch_module import UnfoldModule   # noqa: PLC0415 (it imports torch at module level)
     if not isinstance(rec, Recurrence):
         raise UnfoldError(f"uf.to_torch takes a recurrence (uf.load, uf.parse), not {type(rec).__name__}")

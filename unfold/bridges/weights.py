@@ -33,7 +33,7 @@ from ..lang.errors import UnfoldError
 from ..lang.ir import Role
 from ..lang.recurrence import Recurrence, canonical
 from ..lang.zoo import zoo_path
-from .extras import require
+from ..lang.extras import require
 
 #: PyTorch's gates, in the order it stacks their rows
 GATES = {"LSTM": "ifgo", "GRU": "rzn", "RNN": "h"}
@@ -124,7 +124,7 @@ def from_torch(module, layer: int | None = None) -> tuple[Recurrence, dict]:
     computes in eval mode; `layer=k`: its layer k alone, whose input is layer
     k-1's output.  The model is time-major, like PyTorch's default: with
     batch_first=True, transpose x.  Params keep the module's dtype."""
-    torch = require("torch", "uf.from_torch")
+    torch = require("torch", "torch", "uf.from_torch")
     cfg = _config_of_module(torch, module, layer)
     rec = parse(model_text(cfg), file=f"<from_torch {cfg.describe()}>", name=f"torch_{cfg.kind.lower()}")
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
@@ -177,7 +177,7 @@ def to_torch_state_dict(rec: Recurrence, params: dict) -> dict:
     `from_torch` (for all its layers, or the one it holds: the layers' dicts
     merge), or the zoo's lstm/gru (one bias per gate: it goes to bias_ih,
     zeros to bias_hh, but GRU's bhn to bias_hh, where PyTorch applies it)."""
-    torch = require("torch", "uf.to_torch_state_dict")
+    torch = require("torch", "torch", "uf.to_torch_state_dict")
     missing = sorted({s.name for s in rec.of_role(Role.PARAM)} - set(params or {}))
     if missing:
         raise UnfoldError(f"to_torch_state_dict: no value for param `{missing[0]}` of `{rec.name}`")

@@ -20,7 +20,7 @@ from ..graph.bptt import jacobian_norms
 from ..lang.dsl import load
 from ..lang.errors import InputError, UnfoldError
 from ..lang.ir import Role
-from ..train.extras import require
+from ..lang.extras import require
 from ..train.history import History
 from ..train.io import load_model
 from ..train.plot import plot_histories, plot_jacobians

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..lang.errors import InputError
-from .extras import require
+from ..lang.extras import require
 
 
 def _figure(what: str, panels: int, width: float = 6.0):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from ..lang.errors import UnfoldError
-from .extras import available, require
+from ..lang.extras import available, require
 
 MODES = ("auto", "print", True, False)
 
