@@ -1,8 +1,18 @@
 """The CPU benchmark: unfold's compiled kernels against the peers installed.
 
     python benchmarks/cpu.py                 # the issue's table, plus compile times and memory
+    python benchmarks/cpu.py --quick         # LSTM at every B {1,16,64} x H {16..1024}, the other
+                                             # cells at two sizes, short tau: a few minutes
     python benchmarks/cpu.py --grid full     # cells x B {1,16,64} x H {16..1024} x tau {100,1000}
     python benchmarks/cpu.py --cases lstm:16:64:1000,gru:1:16:100
+
+Every invocation runs twice, under two BLAS settings: with the environment
+as it is, then in a subprocess with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+removed (or, where neither was set, with OPENBLAS_CORETYPE=Haswell, so that
+the second run loads numpy's other OpenBLAS kernel); `--one-blas` runs once.
+Each run prints the BLAS kernel numpy loaded (threadpoolctl), the peak
+(unfold's micro-kernels on a 2048^3 float32 GEMM, benchmarks/gemm.py), the
+tables, and per case unfold's GFLOP/s and the goals it meets (goals.py).
 
 Systems, one thread each, float32, the same random problem for everyone:
 unfold (uf.compile, target cpu), numpy (a loop with hand-written BPTT),
@@ -16,6 +26,7 @@ writes benchmarks/results/cpu.json.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks.goals import goals_table, summary  # noqa: E402
 from benchmarks.harness import (Case, System, configure_threads, environment,  # noqa: E402
                                 describe_environment, format_first_calls, format_table,
                                 run_grid, write_json)
@@ -135,19 +147,59 @@ def full_grid() -> list[Case]:
             for T in (100, 1000)]
 
 
-def main(argv=None):
+def quick_grid() -> list[Case]:
+    """LSTM at every size of the issue's grid, the other cells at H = 64 and 256 (B = 16);
+    tau short enough that a case takes seconds: 200 steps, 100 at H = 256, 20 at H = 1024."""
+    tau = {16: 200, 64: 200, 256: 100, 1024: 20}
+    lstm = [Case("lstm", B, H, tau[H]) for H in tau for B in (1, 16, 64)]
+    return lstm + [Case(c, 16, H, tau[H]) for c in ("elman", "gru", "softsign") for H in (64, 256)]
+
+
+#: the environment variables that pick numpy's OpenBLAS kernel
+BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def other_blas_env() -> tuple[dict, str]:
+    """The second run's environment, and what it changed."""
+    env = dict(os.environ)
+    set_here = [v for v in BLAS_VARS if v in env]
+    if set_here:
+        for v in set_here:
+            del env[v]
+        return env, "without " + " and ".join(set_here)
+    env["OPENBLAS_CORETYPE"] = "Haswell"
+    return env, "with OPENBLAS_CORETYPE=Haswell (neither variable was set)"
+
+
+def blas_kernel(env: dict) -> str:
+    return ", ".join(f"{b.get('internal_api')} {b.get('version')} kernel={b.get('architecture')}"
+                     for b in env.get("blas", []) if b.get("user_api") == "blas") or "unknown"
+
+
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--grid", choices=["issue", "full"], default="issue")
+    ap.add_argument("--quick", action="store_true", help="a small grid, torch and jax only, a few minutes")
     ap.add_argument("--cases", help="cell:B:H:tau,... instead of a grid")
-    ap.add_argument("--peers", default="numpy,torch,torch-loop,jax,floor")
+    ap.add_argument("--peers", default=None, help="default numpy,torch,torch-loop,jax,floor (--quick: torch,jax)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=None, help="default 7 (--quick: 5)")
     ap.add_argument("--max-seconds", type=float, default=20.0, help="time budget per system and case")
     ap.add_argument("--no-compile-times", action="store_true")
-    ap.add_argument("--json", default=str(HERE / "results" / "cpu.json"))
+    ap.add_argument("--one-blas", action="store_true", help="only the environment as it is")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--json", help="default results/cpu.json (--quick: results/cpu-quick.json)")
     args = ap.parse_args(argv)
+    args.json = args.json or str(HERE / "results" / ("cpu-quick.json" if args.quick else "cpu.json"))
+    args.peers = args.peers or ("torch,jax" if args.quick else "numpy,torch,torch-loop,jax,floor")
+    args.repeats = args.repeats or (5 if args.quick else 7)
+    return args
 
+
+def run_once(args) -> dict:
+    """One run under the BLAS numpy loaded here: the tables printed, the results returned."""
     info = configure_threads(args.threads)       # before jax is imported
+    from benchmarks.gemm import peak
     from benchmarks.peers import peer_systems
     import numba
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
@@ -155,28 +207,53 @@ def main(argv=None):
     systems = [unfold_system()] + peer_systems([n for n in names if n != "floor"])
     if "floor" in names:
         systems.append(floor_system())
-    cases = parse_cases(args.cases) if args.cases else (
-        parse_cases(",".join(ISSUE)) if args.grid == "issue" else full_grid())
+    cases = (parse_cases(args.cases) if args.cases else quick_grid() if args.quick else
+             parse_cases(",".join(ISSUE)) if args.grid == "issue" else full_grid())
     env = environment()
-    env["notes"] = env.get("notes", []) + info["notes"]
-    print(describe_environment(env), flush=True)
+    env["threads"], env["notes"] = args.threads, env.get("notes", []) + info["notes"]
+    env["peak_gflops"] = top = peak()
+    print(f"\n## BLAS: {blas_kernel(env)}\n\n{describe_environment(env)}\n"
+          f"peak: {top:.1f} GFLOP/s float32 (unfold's micro-kernels, 2048^3, best of 5; measured again after the grid)\n", flush=True)
     t0 = time.time()
-    results = run_grid(systems, cases, repeats=args.repeats, memory=True, max_seconds=args.max_seconds,
-                       log=lambda s: print(s, flush=True))
-    print(f"\nforward and forward+backward, median ms ({time.time() - t0:.0f} s):\n")
+    results = run_grid(systems, cases, repeats=args.repeats, memory=not args.quick,
+                       max_seconds=args.max_seconds, log=lambda s: print(s, flush=True))
+    env["peak_gflops"] = top = max(top, peak())   # again: a load on the machine lowers one measurement
+    print(f"\nforward and forward+backward, median ms ({time.time() - t0:.0f} s; BLAS {blas_kernel(env)}):\n")
     print(format_table(results, baseline="unfold"))
-    print("\nfirst calls (compile) and peak memory of forward+backward:\n")
-    print(format_first_calls(results))
-    extra = {}
-    if not args.no_compile_times:
-        extra["compile_times"] = compile_times()
+    print(f"\ngoals (peak {top:.1f} GFLOP/s; BLAS {blas_kernel(env)}):\n")
+    print(goals_table(results, top))
+    if not args.quick:
+        print("\nfirst calls (compile) and peak memory of forward+backward:\n")
+        print(format_first_calls(results))
+    env["goals"] = summary(results, top)
+    if not args.no_compile_times and not args.quick and not args.child:
+        env["compile_times"] = compile_times()
         print("\ncompile time to a first forward+backward, LSTM H=64 (fresh process each):")
-        for r in extra["compile_times"]:
+        for r in env["compile_times"]:
             print(f"  tau={r['tau']:>6}: cold {r['cold']['compile_and_first_call_s']:.2f} s, "
                   f"warm {r['warm']['compile_and_first_call_s']:.3f} s (cache hits {r['warm']['cache_hits']})")
+    return {"environment": env, "results": results}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    run = run_once(args)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.json, results, {**env, **extra})
-    print(f"\nwrote {args.json}")
+    if args.child or args.one_blas:
+        write_json(args.json, run["results"], run["environment"])
+        print(f"\nwrote {args.json}")
+        return
+    env, change = other_blas_env()
+    print(f"\n# the same again in a subprocess, {change}", flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        other = Path(d) / "other.json"
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--child", "--json", str(other)],
+                       env=env, check=True)
+        write_json(args.json, run["results"], run["environment"])
+        data = {"runs": [json.loads(Path(args.json).read_text()), json.loads(other.read_text())]}
+    Path(args.json).write_text(json.dumps(data, indent=1))
+    print(f"\nwrote {args.json} (both runs)")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ skipped for that case with the message as a note.  The peers come from
 
 `configure_threads(n)` gives every system the same thread count (call it before
 jax is imported); `environment()` says what was set and which BLAS kernel runs.
-Times are medians over `repeats` calls after `warmup` calls; the first call of
-each callable (compile, allocator and library start-up) is timed on its own.
+Times are medians over `repeats` calls after `warmup` calls, the systems of a
+case timed in turns (one call each per round, so that a change of load on a
+shared machine falls on all of them alike); the first call of each callable
+(compile, allocator and library start-up) is timed on its own.
 """
 from __future__ import annotations
 
@@ -87,7 +89,8 @@ def configure_threads(n: int) -> dict:
         os.environ.setdefault(var, str(n))
     if n == 1:
         flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+        if flags not in os.environ.get("XLA_FLAGS", ""):   # a child process inherits them
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
         if "jax" in sys.modules:
             info["notes"].append("jax was imported before configure_threads: XLA_FLAGS may not apply")
     try:
@@ -234,11 +237,28 @@ class Result:
     systems: dict = field(default_factory=dict)   # name -> measurements or {"skipped": note}
 
 
-def run_case(systems, case, problem, repeats=7, warmup=1, reference=None, memory=False,
-             max_seconds=None, log=None) -> Result:
-    """Measure every system on one case.  problem = (params, x, y); reference =
-    (loss, grads) to check each system's fwd_bwd against (max_rel_err)."""
-    res = Result(case)
+def _interleaved(calls: dict, problem, repeats: int, warmup: int, max_seconds) -> dict:
+    """time_call's numbers for several callables timed in turns, one call each per round,
+    so that a change of load on a shared machine falls on all of them alike."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn(*problem)
+    runs = {k: [] for k in calls}
+    spent = dict.fromkeys(calls, 0.0)
+    for _ in range(repeats):
+        for k, fn in calls.items():
+            if max_seconds is not None and len(runs[k]) >= 3 and spent[k] > max_seconds * 1e3:
+                continue
+            t0 = time.perf_counter()
+            fn(*problem)
+            runs[k].append(_ms(t0))
+            spent[k] += runs[k][-1]
+    return {k: {"median_ms": statistics.median(v), "min_ms": min(v), "runs": v} for k, v in runs.items()}
+
+
+def _prepared(systems, case, problem, reference, res):
+    """Each system's (fwd, fwd_bwd) after its first calls and the check; skips noted in res."""
+    ready = {}
     for s in map(as_system, systems):
         try:
             fwd, fwd_bwd = s.factory(case)
@@ -247,19 +267,32 @@ def run_case(systems, case, problem, repeats=7, warmup=1, reference=None, memory
                 raise
             res.systems[s.name] = {"skipped": str(e)}
             continue
-        m = {}
+        m = res.systems[s.name] = {}
         m["first_fwd_ms"], _ = first_call(fwd, *problem)
         m["first_fwd_bwd_ms"], (loss, grads) = first_call(fwd_bwd, *problem)
         if reference is not None:
             m["max_rel_err"] = max_rel_error(loss, grads, *reference)
-        m["fwd"] = time_call(fwd, *problem, repeats=repeats, warmup=warmup, max_seconds=max_seconds)
-        m["fwd_bwd"] = time_call(fwd_bwd, *problem, repeats=repeats, warmup=warmup,
-                                 max_seconds=max_seconds)
+        ready[s.name] = (s, fwd, fwd_bwd)
+    return ready
+
+
+def run_case(systems, case, problem, repeats=7, warmup=1, reference=None, memory=False,
+             max_seconds=None, log=None) -> Result:
+    """Measure every system on one case.  problem = (params, x, y); reference =
+    (loss, grads) to check each system's fwd_bwd against (max_rel_err).  The systems'
+    calls are timed in turns (`_interleaved`): their ratios are what a run is for."""
+    res = Result(case)
+    ready = _prepared(systems, case, problem, reference, res)
+    for key, at in (("fwd", 1), ("fwd_bwd", 2)):
+        for name, m in _interleaved({n: r[at] for n, r in ready.items()}, problem, repeats, warmup,
+                                    max_seconds).items():
+            res.systems[name][key] = m
+    for name, (s, fwd, fwd_bwd) in ready.items():
+        m = res.systems[name]
         if memory:
             m["peak_memory"] = peak_memory(fwd_bwd, *problem, method=s.memory)
-        res.systems[s.name] = m
         if log:
-            log(f"{case.key:>22} {s.name:>11}: fwd {m['fwd']['median_ms']:9.2f} ms, "
+            log(f"{case.key:>22} {name:>11}: fwd {m['fwd']['median_ms']:9.2f} ms, "
                 f"fwd+bwd {m['fwd_bwd']['median_ms']:9.2f} ms, first {m['first_fwd_bwd_ms']:8.1f} ms"
                 + (f", err {m['max_rel_err']:.1e}" if "max_rel_err" in m else ""))
     return res

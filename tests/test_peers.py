@@ -1,6 +1,7 @@
 """The benchmark's peers compute what the models say: the numpy BPTT of each cell
 against central finite differences, the unfold reference, PyTorch autograd (loop
-and native, with PyTorch's gate packing) and JAX; plus the harness helpers.
+and native, with PyTorch's gate packing) and JAX; plus the harness helpers, the
+goals' FLOP count and the second BLAS setting of benchmarks/cpu.py.
 Small sizes, float64; torch and jax tests skip when those are not installed."""
 import sys
 from pathlib import Path
@@ -183,3 +184,32 @@ def test_configure_threads_reports_blas():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
     assert "threads: 1 for every system" in out
+
+
+def test_goals_count_the_matmul_flops_and_name_what_is_missed():
+    from benchmarks import goals
+    case = harness.Case("lstm", 16, 256, 10)
+    # forward: projection + a step's product; backward: a step's product, two weight grads, dx
+    assert goals.flops(case) == 6 * 2.0 * 10 * 16 * 256 * 4 * 256
+    r = harness.Result(case, {"unfold": {"fwd_bwd": {"median_ms": 100.0}},
+                              "torch": {"fwd_bwd": {"median_ms": 90.0}},
+                              "jax": {"fwd_bwd": {"median_ms": 200.0}}})
+    misses = goals.verdicts(r, peak=1000.0)
+    assert any(m.startswith("torch 0.90x") for m in misses) and not any("jax" in m for m in misses)
+    assert any("GFLOP/s < peak / 1.3" in m for m in misses)
+    assert "| lstm 16, 256, 10 |" in goals.goals_table([r], 1000.0)
+
+
+def test_the_second_run_loads_the_other_blas_kernel(monkeypatch):
+    from benchmarks import cpu
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    env, change = cpu.other_blas_env()
+    assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env and "without" in change
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    monkeypatch.delenv("OPENBLAS_L2_SIZE")
+    env, change = cpu.other_blas_env()
+    assert env["OPENBLAS_CORETYPE"] == "Haswell"
+    quick = cpu.quick_grid()
+    assert {(c.B, c.H) for c in quick if c.cell == "lstm"} == {(b, h) for b in (1, 16, 64)
+                                                                for h in (16, 64, 256, 1024)}

@@ -7,7 +7,9 @@
 the time loops and returns the loss; `backward(...)` runs the program's
 backward section: the loops' adjoint stages, then per-sequence rows summed,
 the weight-gradient GEMMs, the statics' adjoints and the projections'
-gradients.  Matmuls call numpy's own BLAS (`helpers._mm`); elementwise stages
+gradients.  A step's products run on the GEMM micro-kernels of `gemm.py`
+over weights packed into panels once per call (`_panels`, `_gemm_p`); the
+products over all steps at once on numpy's own BLAS (`_mm`); elementwise stages
 are loops over (sequence, unit) compiled with `error_model="numpy"` and
 fastmath so that LLVM vectorizes them; float32 kernels use a rational tanh
 (`helpers._tanh`) because libm's `tanhf` does not vectorize.
@@ -33,7 +35,8 @@ import math
 import numba
 import numpy as np
 
-from unfold.backends.numba_cpu.helpers import _acc, _dot, _mm, _same_window, _sum_rows, _tanh, _tile
+from unfold.backends.numba_cpu.helpers import (_acc, _dot, _gemm_p, _mm, _panels, _same_window, _sum_rows, _tanh,
+                                                 _tile)
 
 DT = np.{dtype}
 MODEL = {name!r}   # a complete literal: what a model's name holds stays data
@@ -61,24 +64,31 @@ class CpuPrinter(StagePrinter):
             self.used.add(st.weights.W.name)
             w.line(f"{st.out.name}[:] = _dot({st.weights.W.name}, {x}.reshape(({st.weights.cols}, 1)))[:, 0]")
             return
-        self.used.add(st.weights.WT.name)
-        if ":" in x:  # a column block: the BLAS call wants whole rows
-            x = f"np.ascontiguousarray({x})"
-        w.line(f"_mm({x}, {st.weights.WT.name}, {st.out.name}[t - 1])")
+        w.line(f"_gemm_p({x}, {self.panels(st.weights.WT.name)}, {st.out.name}[t - 1], False)")
 
     def matmul_adjoint(self, w: Writer, st: MatMulAdjoint):
         m = st.stage
         W, dout = m.weights.W.name, m.out.adjoint.name
         self.used.update({W, dout})
         if st.write is not None:
-            src = f"_dot({dout}[t - 1], {W})" if m.batched else f"_dot({dout}.reshape((1, {m.weights.rows})), {W})[0]"
-            target = self.rows(st.write.place)
-            line = f"{target}[:] = {src}" if st.write.mode is Mode.SET else f"_acc({target}, {src})"
+            target, add = self.rows(st.write.place), st.write.mode is not Mode.SET
+            if m.batched:
+                line = f"_gemm_p({dout}[t - 1], {self.panels(W)}, {target}, {add})"
+            else:
+                src = f"_dot({dout}.reshape((1, {m.weights.rows})), {W})[0]"
+                line = f"_acc({target}, {src})" if add else f"{target}[:] = {src}"
             cond = self.guard(st.write)
             w.line(f"if {cond}: {line}" if cond else line)
         if st.parts:
             w.line(f"_dw = np.outer({dout}, {self.rows(self.p.places[m.operand])})")
             self.parts(w, st.parts)
+
+    def panels(self, weights: str) -> str:
+        """Weights in the micro-kernel's panel order, packed once per call (the
+        function's first lines), not per step."""
+        self.used.add(weights)
+        self.prologue[f"_pk_{weights}"] = f"_panels({weights})"
+        return f"_pk_{weights}"
 
     def parts(self, w: Writer, parts):
         """dW of each param of a packed matrix += its rows of `_dw`."""
@@ -175,12 +185,13 @@ class CpuPrinter(StagePrinter):
             self.stage(w, st)
 
     def function(self, name: str, body) -> tuple[str, list[str]]:
-        self.used = set()
+        self.used, self.prologue = set(), {}
         w = Writer()
         w.depth = 1
         body(w)
         args = ["T", "B", "trunc", *sorted(self.used)]
-        return f"{DECORATOR}\ndef {name}({', '.join(args)}):\n    dt = DT\n" + w.text(), args
+        head = "".join(f"    {k} = {v}\n" for k, v in self.prologue.items())
+        return f"{DECORATOR}\ndef {name}({', '.join(args)}):\n    dt = DT\n" + head + w.text(), args
 
 
 def emit(program: Program, dtype=np.float64, unroll: int = 1, tau: int | None = None):

@@ -4,14 +4,23 @@ They live in a real module so that numba compiles and caches them once per
 machine, not once per model: array-level work (`a += b`, `np.dot`) written
 inline at each call site of a generated kernel would be compiled again at
 every site, which made up most of a backward pass's compile time.
-"""
-import ctypes
-import warnings
 
-import llvmlite.binding as llvm
+Matmuls: a step's product, the one that sits in a time loop, runs on the
+micro-kernels of `gemm` over weights packed once per call (`_panels`,
+`_gemm_p`): 1.2-2x numpy's OpenBLAS on those shapes, whichever of its
+kernels it loaded.  The products done once per call over all steps (the
+projections, the weight gradients: `_mm`, `_dot`) go to numpy's BLAS
+(`blas.mm`) where it was found: there OpenBLAS measured 5-10 % faster than the
+micro-kernels, under both its kernels (benchmarks/README.md); else to the
+micro-kernels too.
+"""
 import numba
 import numpy as np
-from numba import types
+
+from . import blas
+from .gemm import gemm as _gemm
+from .gemm import gemm_packed as _gemm_p
+from .gemm import panels as _panels
 
 
 @numba.njit(cache=True, inline="always")
@@ -47,94 +56,13 @@ def _tanh(x):
     return x * p / q
 
 
-def _cblas(letter: str):
-    """Register numpy's own cblas_?gemm as the symbol `unfold_?gemm`; its int width, or None.
-
-    numba's np.dot goes through scipy's BLAS with the operands swapped, which
-    for a step's small-M product (16 x 256 @ 256 x 1024) ran at a third of the
-    speed numpy gets from the same OpenBLAS."""
-    try:
-        from threadpoolctl import threadpool_info
-        np.dot(np.ones((2, 2)), np.ones((2, 2)))  # make sure numpy's BLAS is loaded
-        paths = [i["filepath"] for i in threadpool_info()
-                 if i.get("user_api") == "blas" and "numpy" in i.get("filepath", "")]
-    except Exception:  # noqa: BLE001 - no threadpoolctl, or an unusual numpy: keep np.dot
-        return None
-    for path in paths:
-        lib = ctypes.CDLL(path)
-        for name, width in ((f"scipy_cblas_{letter}gemm64_", 64), (f"cblas_{letter}gemm64_", 64),
-                            (f"cblas_{letter}gemm", 32)):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                llvm.add_symbol(f"unfold_{letter}gemm", ctypes.cast(fn, ctypes.c_void_p).value)
-                return width
-    return None
+@numba.njit(cache=True)
+def _mm_gemm(a, b, out):
+    """out = a @ b by the micro-kernels, packing b on the way."""
+    _gemm(a, b, out, False)
 
 
-def _gemm_type(letter: str, width: int):
-    """An external function by symbol name, so the kernels calling it stay cacheable."""
-    i, real = (types.int64 if width == 64 else types.int32), (types.float32 if letter == "s" else types.float64)
-    return types.ExternalFunction(f"unfold_{letter}gemm", types.void(
-        types.intc, types.intc, types.intc, i, i, i, real, types.uintp, i, types.uintp, i, real,
-        types.uintp, i))
-
-
-_WIDTH = _cblas("s") if _cblas("d") else None
-_ROW, _NOTRANS, _TRANS = 101, 111, 112
-
-
-@numba.njit(cache=True, fastmath=True)
-def _mm_loops(a, b, out):
-    """out = a @ b as plain loops: for layouts BLAS cannot take, and where no
-    BLAS symbol was found (numba's own np.dot would need SciPy)."""
-    M, K = a.shape
-    N = b.shape[1]
-    for i in range(M):
-        for j in range(N):
-            out[i, j] = 0
-        for k in range(K):
-            aik = a[i, k]
-            for j in range(N):
-                out[i, j] += aik * b[k, j]
-
-
-if _WIDTH:
-    _sgemm, _dgemm = _gemm_type("s", _WIDTH), _gemm_type("d", _WIDTH)
-
-    @numba.njit(cache=True, inline="always")
-    def _layout(a):
-        """(transpose flag, leading dimension) of a 2-D array with unit stride in one axis."""
-        item = a.itemsize
-        if a.strides[1] == item:
-            return _NOTRANS, max(a.strides[0] // item, a.shape[1], 1)
-        return _TRANS, max(a.strides[1] // item, a.shape[0], 1)
-
-    @numba.njit(cache=True)
-    def _mm_cblas(a, b, out):
-        """out = a @ b by numpy's BLAS; any unit-stride layout of a and b."""
-        M, K = a.shape
-        N = b.shape[1]
-        ok = (a.strides[1] == a.itemsize or a.strides[0] == a.itemsize) and \
-             (b.strides[1] == b.itemsize or b.strides[0] == b.itemsize) and out.strides[1] == out.itemsize
-        if M == 0 or N == 0 or K == 0 or not ok:
-            _mm_loops(a, b, out)
-            return
-        ta, lda = _layout(a)
-        tb, ldb = _layout(b)
-        ldc = max(out.strides[0] // out.itemsize, N, 1)
-        if out.itemsize == 4:
-            _sgemm(_ROW, ta, tb, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
-                   out.ctypes.data, ldc)
-        else:
-            _dgemm(_ROW, ta, tb, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
-                   out.ctypes.data, ldc)
-
-    _mm = _mm_cblas
-else:  # pragma: no cover - numpy without a BLAS we can find
-    warnings.warn("unfold: numpy's BLAS (cblas_?gemm) was not found, so the CPU kernels' matmuls run as "
-                  "plain loops, several times slower; a numpy built with OpenBLAS or MKL avoids this",
-                  RuntimeWarning, stacklevel=2)
-    _mm = _mm_loops
+_mm = blas.mm if blas.FOUND else _mm_gemm
 
 
 @numba.njit(cache=True)

@@ -5,9 +5,12 @@ PyTorch, JAX) when the model is one of the cells they implement.
     print(bench_model(rec, tau=200, batch=16, vs=["numpy", "torch"]))
 
 Times are medians of `repeats` calls after a warm-up, in float32, with every
-system limited to the same number of threads; compile time (a cold disk
-cache) is reported on its own line.  The peers live in `benchmarks/` of a
-source checkout; without it only unfold is timed.
+system limited to the same number of threads.  The compiled model comes
+from the normal disk cache (`$UNFOLD_CACHE_DIR`), as a user's second run
+would; `cold=True` (`unfold bench --cold`) compiles into an empty one and
+reports that compile time.  The time to a first forward+backward is on its
+own line either way.  The peers live in `benchmarks/` of a source checkout;
+without it only unfold is timed.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ def _timeit(fn, repeats: int) -> float:
 
 
 def _benchmarks_dir() -> Path | None:
-    root = Path(__file__).resolve().parent.parent / "benchmarks"
+    root = Path(__file__).resolve().parents[2] / "benchmarks"   # the checkout's, beside unfold/
     return root if (root / "peers.py").exists() else None
 
 
@@ -54,23 +57,34 @@ def limit_threads(threads: int) -> str:
     return ", ".join(info) or "unknown BLAS"
 
 
-def bench_model(rec: Recurrence, tau: int, batch: int, vs=(), repeats: int = 7, threads: int = 1,
-                seed: int = 0) -> str:
+def _first_call(rec, params, inputs, targets, cache_dir):
+    """The compiled model and the seconds to its first forward+backward."""
     from ..compiler.driver import compile as compile_
+    t0 = time.perf_counter()
+    fn = compile_(rec, "cpu", np.float32, cache_dir=cache_dir)
+    fn.value_and_grad(params, inputs, targets)
+    return fn, time.perf_counter() - t0
+
+
+def bench_model(rec: Recurrence, tau: int, batch: int, vs=(), repeats: int = 7, threads: int = 1,
+                seed: int = 0, cold: bool = False) -> str:
     blas = limit_threads(threads)
     params, inputs, targets, _ = random_run(rec, tau, batch, seed, np.float32)
-    with tempfile.TemporaryDirectory() as cold:
-        t0 = time.perf_counter()
-        fn = compile_(rec, "cpu", np.float32, cache_dir=cold)
-        fn.value_and_grad(params, inputs, targets)
-        compile_s = time.perf_counter() - t0
+    if cold:
+        with tempfile.TemporaryDirectory() as empty:
+            fn, first_s = _first_call(rec, params, inputs, targets, empty)
+        first = f"compile, cold cache (generate + numba, forward and backward): {first_s:.2f} s"
+    else:
+        fn, first_s = _first_call(rec, params, inputs, targets, None)
+        first = (f"first forward+backward, disk cache as found ({fn.cache_hits} of the modules from it; "
+                 f"--cold for a compile from nothing): {first_s:.2f} s")
     rows = [("unfold", _timeit(lambda: fn.loss(params, inputs, targets), repeats),
              _timeit(lambda: fn.value_and_grad(params, inputs, targets), repeats), "")]
-    rows += _peer_rows(rec, vs, params, inputs, targets, repeats)
+    rows += _peer_rows(rec, vs, params, inputs, targets, repeats, threads)
     dims = ", ".join(f"{k}={v}" for k, v in rec.dims.items())
     lines = [f"unfold bench {rec.name}: tau={tau} batch={batch} ({dims}), float32, {threads} thread(s)",
-             f"BLAS: {blas}",
-             f"compile, cold cache (generate + numba, forward and backward): {compile_s:.2f} s",
+             f"BLAS (numpy's: unfold's products over all steps; a step's run on its micro-kernels): {blas}",
+             first,
              f"{'system':<12} {'fwd ms':>10} {'fwd+bwd ms':>12} {'fwd+bwd / unfold':>18}  note"]
     base = rows[0][2]
     for name, f, fb, note in rows:
@@ -79,14 +93,16 @@ def bench_model(rec: Recurrence, tau: int, batch: int, vs=(), repeats: int = 7, 
     return "\n".join(lines)
 
 
-def _peer_rows(rec, vs, params, inputs, targets, repeats):
+def _peer_rows(rec, vs, params, inputs, targets, repeats, threads=1):
     if not vs:
         return []
     root = _benchmarks_dir()
     if root is None:
         raise UnfoldError("the peers live in benchmarks/ of a source checkout, which this install lacks")
     sys.path.insert(0, str(root))
+    import harness  # noqa: E402  (benchmarks/harness.py)
     import peers  # noqa: E402  (benchmarks/peers.py)
+    harness.configure_threads(threads)   # torch's and XLA's threads too, before jax is imported
     x = inputs.get("x")
     y = targets.get("y")
     cell = rec.name
