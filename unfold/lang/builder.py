@@ -19,15 +19,17 @@ Errors point at the Python line that made the offending expression.
 """
 from __future__ import annotations
 
+import inspect
+import linecache
+import math
 import sys
 
 import sympy as sp
 
-import inspect
-import linecache
-
 from . import elementwise as ew
+from . import mathcheck as mc
 from . import initializers
+from .dsl import MAX_DELAY
 from .errors import Loc, ModelError
 from .ir import Call, Equation, Lit, Loss, Model as Draft, Read, Reduce, Role, Symbol
 from .ops import CALLABLE, EW, MATMUL, SLICE
@@ -51,18 +53,33 @@ class Time:
         self.offset = offset
 
     def __sub__(self, k: int) -> "Time":
-        return Time(self.offset - k)
+        return Time(self.offset - _delay(k))
 
     def __add__(self, k: int) -> "Time":
-        return Time(self.offset + k)
+        return Time(self.offset + _delay(k))
+
+
+def _delay(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not -MAX_DELAY <= k <= MAX_DELAY:  # `abs` is ours here
+        raise ModelError(f"bad time index t{k:+}" if isinstance(k, (int, float)) else "bad time index",
+                         _here(), f"t-k or t+k with a whole number k, |k| <= {MAX_DELAY}")
+    return k
 
 
 def _node(v):
     if isinstance(v, E):
         return v.node
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return Lit(float(v), _here())
-    raise ModelError(f"cannot use {type(v).__name__} in an equation", _here(), "a model value or a number")
+    return Lit(_number(v, "in an equation"), _here())
+
+
+def _number(v, where: str) -> float:
+    """A finite Python number as a float, else a ModelError."""
+    try:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
+            return float(v)
+    except OverflowError:
+        pass
+    raise ModelError(f"cannot use {v!r:.40} {where}", _here(), "a model value or a finite number")
 
 
 class E:
@@ -94,7 +111,8 @@ class E:
     def __getitem__(self, key):
         if isinstance(key, slice):
             return E(Call(SLICE, (self.node,), _here(), attrs=(key.start, key.stop)))
-        raise ModelError("only a variable is indexed by time, and a vector by a slice [lo:hi]", _here())
+        raise ModelError("only a variable is indexed by time, and a vector by a slice [lo:hi]", _here(),
+                         "v[t], v[t - 1], or z[0:H]")
 
 
 class Var(E):
@@ -111,7 +129,7 @@ class Var(E):
 
     def __setitem__(self, key, value):
         if not isinstance(key, Time) or key.offset != 0:
-            raise ModelError(f"define `{self.name}[t] = ...` at t itself", _here())
+            raise ModelError(f"define `{self.name}[t] = ...` at t itself", _here(), f"{self.name}[t] = ...")
         self.model._equation(self.name, value)
 
 
@@ -119,11 +137,18 @@ def _function(name: str):
     fn = ew.FUNCTIONS[name]
 
     def call(*args):
+        _arity(name, fn, args)
         if all(isinstance(a, sp.Basic) for a in args):  # inside a user function's body
             return ew.compose(fn, list(args))
         return E(Call(EW, tuple(_node(a) for a in args), _here(), name, fn))
     call.__name__ = name
     return call
+
+
+def _arity(name: str, fn: sp.Lambda, args):
+    if len(args) != len(fn.variables):
+        raise ModelError(f"{name}() takes {len(fn.variables)} argument(s), got {len(args)}", _here(),
+                         f"{name}({', '.join(f'a{i}' for i in range(len(fn.variables)))})")
 
 
 for _name in ew.FUNCTIONS:
@@ -163,7 +188,7 @@ class Model:
 
     def _declare(self, name, role, dims, init=None, direction=1) -> Var:
         if name in self.symbols or name in self.dims:
-            raise ModelError(f"`{name}` is declared twice", _here())
+            raise ModelError(f"`{name}` is declared twice", _here(), "a new name")
         self.symbols[name] = Symbol(name, role, tuple(dims), _here(), init, direction)
         return self[name]
 
@@ -172,6 +197,8 @@ class Model:
 
     def param(self, name, *dims, init=None, role=Role.PARAM):
         if init is not None:
+            if not (isinstance(init, (tuple, list)) and init and isinstance(init[0], str)):
+                raise ModelError(f"bad init {init!r:.40}", _here(), 'a tuple: ("zeros",) or ("uniform", 0.1)')
             kind, *args = init
             init = initializers.make(kind, tuple(args), _here())
         return self._declare(name, role, dims, init)
@@ -182,15 +209,24 @@ class Model:
     def state(self, name, *dims, init=None, direction="forward"):
         if direction not in ("forward", "backward"):
             raise ModelError(f"bad direction {direction!r}", _here(), '"forward" or "backward"')
-        init = init.name if isinstance(init, Var) else None if init is None else float(init)
+        init = init.name if isinstance(init, Var) else None if init is None else _number(init, "as init")
         return self._declare(name, Role.STATE, dims, init, 1 if direction == "forward" else -1)
 
     def function(self, name: str, body):
         """A user elementwise function: `m.function("softsign", lambda z: z / (1 + abs(z)))`."""
         args = ew.arg_symbols(len(inspect.signature(body).parameters))
-        self.functions[name] = fn = sp.Lambda(args, sp.sympify(body(*args)))
+        try:
+            expr = sp.sympify(body(*args), strict=True)  # strict: never parse (evaluate) a string
+        except (sp.SympifyError, TypeError, ValueError, ArithmeticError) as e:
+            raise ModelError(f"function `{name}` does not give elementwise math: {e}", _here(),
+                             "a lambda of sympy-compatible arithmetic: lambda z: z / (1 + abs(z))") from None
+        why = mc.problem(expr) or mc.too_big(expr)
+        if why:
+            raise ModelError(f"function `{name}` {why}", _here(), mc.REAL_HELP + "; " + mc.BOUNDS_HELP)
+        self.functions[name] = fn = sp.Lambda(args, expr)
 
         def call(*xs):
+            _arity(name, fn, xs)
             return E(Call(EW, tuple(_node(a) for a in xs), _here(), name, fn))
         return call
 
@@ -199,7 +235,7 @@ class Model:
 
     def _equation(self, name, value):
         if any(e.name == name for e in self.equations):
-            raise ModelError(f"`{name}[t]` is defined twice", _here())
+            raise ModelError(f"`{name}[t]` is defined twice", _here(), "one equation per variable")
         self.equations.append(Equation(name, _node(value), _here()))
 
     def sum_t(self, term): return (Reduce.SUM, term)
@@ -212,6 +248,9 @@ class Model:
 
     @loss.setter
     def loss(self, value):
+        if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], Reduce)):
+            raise ModelError("the loss must reduce a per-step term over time", _here(),
+                             "m.loss = m.sum_t(...), m.mean_t(...) or m.last_t(...)")
         reduce, term = value
         self._loss = Loss(reduce, _node(term), _here())
 

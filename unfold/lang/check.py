@@ -15,9 +15,13 @@ import dataclasses
 from dataclasses import dataclass
 
 import networkx as nx
+import sympy as sp
 
+from . import initializers
+from . import mathcheck as mc
 from .errors import ModelError
 from .ir import Equation, Lit, Loss, Model, Read, Role, Symbol, expr_text, reads
+from .ops.base import snippet
 from .sizes import SizeError, eval_size, size_text
 
 
@@ -34,34 +38,48 @@ def check(rec: Model) -> Checked:
     dims = _resolve_dims(rec)
     symbols = {k: dataclasses.replace(s) for k, s in rec.symbols.items()}
     for s in symbols.values():
+        _check_rank(s)
         s.shape = tuple(_size(d, dims, s) for d in s.dims)
+        initializers.check(s, dims)
     for eq in rec.equations:
         _define(eq, symbols)
     _check_reads(rec, symbols)
     order = _step_order(rec, symbols)
     checker = _Shapes(symbols, dims)
-    equations = []
-    for eq in order:
-        expr = checker.annotate(eq.expr)
-        sym = symbols[eq.name]
-        if sym.role is Role.INTER:
-            sym.shape = expr.shape
-        elif expr.shape != sym.shape:
-            raise ModelError(f"`{eq.name}[t]` is declared {_shape(sym.shape, sym)} but its equation gives "
-                             f"{_shape(expr.shape)}", eq.loc, f"an expression of shape {_shape(sym.shape, sym)}")
-        equations.append(Equation(eq.name, expr, eq.loc))
+    equations = [_check_equation(eq, symbols, checker) for eq in order]
     for s in symbols.values():
         if s.role is Role.STATE:
             _check_state_init(s, symbols)
-    loss = None
-    if rec.loss:
-        expr = checker.annotate(rec.loss.expr)
-        if expr.shape != ():
-            raise ModelError(f"the loss term must be a scalar per step; this one is {_shape(expr.shape)}",
-                             rec.loss.expr.loc, "a scalar: wrap it in sum(...), mean(...), mse(...) "
-                             "or softmax_cross_entropy(...)")
-        loss = Loss(rec.loss.reduce, expr, rec.loss.loc)
-    return Checked(dims, symbols, equations, loss)
+    return Checked(dims, symbols, equations, _check_loss(rec, checker))
+
+
+def _check_equation(eq: Equation, symbols: dict[str, Symbol], checker: "_Shapes") -> Equation:
+    expr = checker.annotate(eq.expr)
+    sym = symbols[eq.name]
+    if isinstance(expr, Lit):
+        raise ModelError(f"`{eq.name}[t] = {expr_text(expr)}` is a constant, the same at every step", eq.loc,
+                         f"an expression that reads a variable; a fixed value is a const: "
+                         f"{eq.name} = const(<size>, init=constant({expr_text(expr)}))")
+    if sym.role is Role.INTER:
+        sym.shape = expr.shape
+    elif expr.shape != sym.shape:
+        raise ModelError(f"`{eq.name}[t]` is declared {_shape(sym.shape, sym)} but its equation gives "
+                         f"{_shape(expr.shape)}", eq.loc, f"an expression of shape {_shape(sym.shape, sym)}")
+    return Equation(eq.name, expr, eq.loc)
+
+
+def _check_loss(rec: Model, checker: "_Shapes") -> Loss | None:
+    if not rec.loss:
+        return None
+    expr = checker.annotate(rec.loss.expr)
+    if isinstance(expr, Lit):
+        raise ModelError("the loss term is a constant", rec.loss.expr.loc,
+                         "a term that reads the model's variables, e.g. mse(h[t], y[t])")
+    if expr.shape != ():
+        raise ModelError(f"the loss term must be a scalar per step; this one is {_shape(expr.shape)}",
+                         rec.loss.expr.loc, "a scalar: wrap it in sum(...), mean(...), mse(...) "
+                         "or softmax_cross_entropy(...)")
+    return Loss(rec.loss.reduce, expr, rec.loss.loc)
 
 
 # -- dims and declarations ----------------------------------------------------
@@ -79,6 +97,22 @@ def _resolve_dims(rec: Model) -> dict[str, int]:
             raise ModelError(f"dim {name} = {v} is not a positive whole number", loc, "dim(n) with n >= 1")
         dims[name] = v
     return dims
+
+
+#: role -> (the numbers of sizes it may have, what that means, an example)
+_RANKS = {Role.INPUT: ((1,), "a vector per step", "input(D), or input(1) for a sequence of scalars"),
+          Role.TARGET: ((1,), "a vector per step", "target(K), or target(1) for a sequence of scalars"),
+          Role.STATE: ((1,), "a vector per step", "state(H, init=0), or state(1, init=0) for a scalar"),
+          Role.PARAM: ((0, 1, 2), "a scalar, a vector or a matrix", "param(), param(H) or param(H, D)"),
+          Role.CONST: ((0, 1, 2), "a scalar, a vector or a matrix", "const(), const(H) or const(H, D)")}
+
+
+def _check_rank(sym: Symbol):
+    ranks, what, example = _RANKS[sym.role]
+    if len(sym.dims) not in ranks:
+        sizes = "no size" if not sym.dims else f"{len(sym.dims)} sizes"
+        raise ModelError(f"`{sym.name}` is declared with {sizes}, but {sym.role.value}s are {what}",
+                         sym.loc, example)
 
 
 def _size(e, dims, sym: Symbol) -> int:
@@ -247,6 +281,7 @@ class _Shapes:
 
     def __init__(self, symbols: dict[str, Symbol], dims: dict[str, int]):
         self.symbols, self.dims = symbols, dims
+        self.math: dict[int, tuple] = {}  # id(elementwise call) -> (the call, its expanded sympy math)
 
     def describe(self, e) -> str:
         sym = self.symbols.get(e.name) if isinstance(e, Read) else None
@@ -265,3 +300,20 @@ class _Shapes:
         for a in args:
             if isinstance(a, Lit):
                 raise ModelError(f"{e.op.name}() cannot take a number", a.loc, "a variable or an expression")
+
+    def elementwise(self, e, args):
+        """Check the math of elementwise call `e` with the elementwise calls
+        below it expanded, as the fuse pass will: real, and small enough for
+        sympy's derivatives and the printers.  `args`: e.fn's arguments."""
+        inner = [self.math[id(a)][1] if id(a) in self.math else sp.Dummy(real=True) for a in args]
+        try:
+            expr = mc.compose_bounded(e.fn, inner)
+        except mc.TooLarge as err:
+            raise ModelError(f"this expression {err}", e.loc, mc.BOUNDS_HELP) from None
+        why = mc.problem(expr)
+        if why:
+            raise ModelError(f"`{snippet(e)}` {why}", e.loc, mc.REAL_HELP)
+        too_big = mc.too_big(expr)
+        if too_big:
+            raise ModelError(f"this expression {too_big}", e.loc, mc.BOUNDS_HELP)
+        self.math[id(e)] = (e, expr)  # the call is kept alive with its id

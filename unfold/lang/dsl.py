@@ -12,84 +12,88 @@ and every error has a line and a column:
     def softsign(z): return z / (1 + abs(z)) # elementwise, kept as sympy
 
 `parse(text)` returns a checked `Recurrence`; syntax this module does not know
-is a `ModelError` pointing at it.
+is a `ModelError` pointing at it.  The text itself (encoding, lines, columns,
+nesting depth) is `source.py`'s; a `def` body is `userfn.py`'s.
 """
 from __future__ import annotations
 
 import ast
+import math
 from pathlib import Path
 
 import sympy as sp
 
 from . import elementwise as ew
 from . import initializers
-from .errors import Loc, ModelError
+from .errors import ModelError
 from .ir import Call, Equation, Init, Lit, Loss, Model, Read, Reduce, Role, Symbol
 from .ops import CALLABLE, EW, MATMUL, SLICE
 from .recurrence import Recurrence
+from .source import Source, decode
+from .userfn import define
 
 DECLARATIONS = {"input": Role.INPUT, "target": Role.TARGET, "param": Role.PARAM,
                 "const": Role.CONST, "state": Role.STATE}
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
 _SIZE_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
              ast.Pow: "**"}
+_OPERATORS = {ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
+              ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~"}
 _STATEMENT_HELP = ("a declaration (`x = input(D)`), an equation (`h[t] = ...`), "
                    "`loss = sum_t(...)`, or a `def` of an elementwise function")
+_EXPR_HELP = "names, v[t-k], numbers, + - * / ** @, and function calls"
+#: the largest delay a read may have: `h[t-1000]`
+MAX_DELAY = 1000
+#: the largest model file read (a model is a page of text)
+MAX_BYTES = 10 * 2 ** 20
 
 
 def load(path: str | Path) -> Recurrence:
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except OSError as e:
-        raise ModelError(f"cannot read model file {path}: {e.strerror}") from None
-    return parse(text, file=str(path), name=path.stem)
+        raise ModelError(f"cannot read model file {path}: {e.strerror or e}",
+                         expected="the path of a readable .rnn file") from None
+    if len(data) > MAX_BYTES:
+        raise ModelError(f"model file {path} is larger than {MAX_BYTES >> 20} MiB",
+                         expected="a model file of a few pages")
+    return parse(decode(data, str(path)), file=str(path), name=path.stem)
 
 
-def parse(text: str, file: str = "<model>", name: str | None = None) -> Recurrence:
-    return Recurrence.check(_Parser(text, file).run(name or Path(file).stem))
+def parse(text: str | bytes, file: str = "<model>", name: str | None = None) -> Recurrence:
+    if isinstance(text, (bytes, bytearray)):
+        text = decode(bytes(text), file)
+    return Recurrence.check(_Parser(Source(text, file)).run(name or Path(file).stem))
 
 
 class _Parser:
-    def __init__(self, text: str, file: str):
-        self.lines = text.splitlines()
-        self.file = file
-        self.text = text
+    def __init__(self, source: Source):
+        self.src = source
+        self.file = source.file
         self.dims: dict = {}
         self.symbols: dict[str, Symbol] = {}
         self.equations: list[Equation] = []
         self.loss: Loss | None = None
         self.functions: dict[str, sp.Lambda] = {}
 
-    # -- helpers -------------------------------------------------------------
-    def loc(self, node: ast.AST) -> Loc:
-        line = node.lineno
-        src = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        end = node.end_col_offset if getattr(node, "end_lineno", line) == line else len(src)
-        return Loc(self.file, line, node.col_offset + 1, (end or node.col_offset + 1) + 1, src)
+    def loc(self, node: ast.AST):
+        return self.src.loc(node)
 
-    def error(self, node: ast.AST, message: str, expected: str | None = None):
+    def error(self, node: ast.AST, message: str, expected: str):
         raise ModelError(message, self.loc(node), expected)
 
     # -- statements ----------------------------------------------------------
     def run(self, name: str) -> Model:
-        try:
-            tree = ast.parse(self.text, filename=self.file)
-        except SyntaxError as e:
-            line = e.lineno or 1
-            src = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-            col = e.offset or 1
-            message = e.msg if e.msg.startswith("invalid syntax") else f"invalid syntax: {e.msg}"
-            raise ModelError(message, Loc(self.file, line, col, col + 1, src),
-                             "Python expression syntax, one statement per line") from None
-        for stmt in tree.body:
+        for stmt in self.src.parse().body:
             self.statement(stmt)
-        return Model(name, self.dims, self.symbols, self.equations, self.loss,
-                          self.functions, self.file)
+        return Model(name, self.dims, self.symbols, self.equations, self.loss, self.functions, self.file)
 
     def statement(self, stmt: ast.stmt):
         if isinstance(stmt, ast.FunctionDef):
-            return self.function(stmt)
+            self.functions[stmt.name] = define(self, stmt)
+            return
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
             return  # a docstring
         if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
@@ -121,21 +125,24 @@ class _Parser:
             return
         role = DECLARATIONS[kind]
         sym = Symbol(name, role, tuple(self.size(a) for a in value.args), self.loc(target))
-        allowed = {Role.PARAM: {"init"}, Role.CONST: {"init"},
-                   Role.STATE: {"init", "direction"}}.get(role, set())
         for kw in value.keywords:
-            if kw.arg not in allowed:
-                self.error(kw.value, f"{kind}() has no option `{kw.arg}`",
-                           ", ".join(sorted(allowed)) or "no options")
-            if kw.arg == "direction":
-                if not (isinstance(kw.value, ast.Constant) and kw.value.value in ("forward", "backward")):
-                    self.error(kw.value, "bad direction", '"forward" or "backward"')
-                sym.direction = 1 if kw.value.value == "forward" else -1
-            elif role is Role.STATE:
-                sym.init = self.state_init(kw.value)
-            else:
-                sym.init = self.initializer(kw.value)
+            self.option(sym, kind, kw)
         self.symbols[name] = sym
+
+    def option(self, sym: Symbol, kind: str, kw: ast.keyword):
+        allowed = {Role.PARAM: {"init"}, Role.CONST: {"init"},
+                   Role.STATE: {"init", "direction"}}.get(sym.role, set())
+        if kw.arg not in allowed:
+            self.error(kw.value if kw.arg else kw, f"{kind}() has no option `{kw.arg or '**'}`",
+                       ", ".join(f"{k}=..." for k in sorted(allowed)) or f"{kind}(<size>) with no options")
+        if kw.arg == "direction":
+            if not (isinstance(kw.value, ast.Constant) and kw.value.value in ("forward", "backward")):
+                self.error(kw.value, "bad direction", '"forward" or "backward"')
+            sym.direction = 1 if kw.value.value == "forward" else -1
+        elif sym.role is Role.STATE:
+            sym.init = self.state_init(kw.value)
+        else:
+            sym.init = self.initializer(kw.value)
 
     def state_init(self, node: ast.expr):
         if isinstance(node, ast.Name):
@@ -151,20 +158,33 @@ class _Parser:
         return initializers.make(node.func.id, tuple(self.size(a, number=True) for a in node.args),
                                  self.loc(node))
 
-    def number(self, node: ast.expr):
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            return float(node.value)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            v = self.number(node.operand)
-            return None if v is None else -v
-        return None
+    def literal(self, node: ast.expr):
+        """The value of a number written as digits (int or float), None if `node` is not one."""
+        if not (isinstance(node, ast.Constant) and type(node.value) in (int, float)):
+            return None
+        try:
+            if math.isfinite(float(node.value)):
+                return node.value
+        except OverflowError:  # an int beyond float64
+            pass
+        self.error(node, "this number is beyond the range of float64 (about 1.8e308)", "a finite number")
+
+    def number(self, node: ast.expr) -> float | None:
+        """A literal number, perhaps negated (`-0.5`), as a float; None if `node` is not one."""
+        sign = 1.0
+        while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            sign = -sign if isinstance(node.op, ast.USub) else sign
+            node = node.operand
+        value = self.literal(node)
+        return None if value is None else sign * float(value)
 
     def size(self, node: ast.expr, number: bool = False):
         """A size (or, with number=True, a real number) written with dims."""
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            if not number and not isinstance(node.value, int):
+        value = self.literal(node)
+        if value is not None:
+            if not number and not isinstance(value, int):
                 self.error(node, "a size must be a whole number", "an integer or a dim")
-            return node.value
+            return value
         if isinstance(node, ast.Name):
             if node.id not in self.dims:
                 self.error(node, f"undeclared dim `{node.id}`",
@@ -175,9 +195,14 @@ class _Parser:
             return (_SIZE_OPS[type(node.op)], self.size(node.left, number), self.size(node.right, number))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return ("neg", self.size(node.operand, number))
-        if number and isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "sqrt" and len(node.args) == 1:
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+            return self.size(node.operand, number)
+        if number and isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "sqrt" \
+                and len(node.args) == 1 and not node.keywords:
             return ("sqrt", self.size(node.args[0], number))
-        self.error(node, "not a size", "an integer, a dim, or arithmetic of those (4*H)")
+        self.error(node, "not a size" if not number else "not a number",
+                   "an integer, a dim, or arithmetic of those (4*H)" if not number else
+                   "a number, a dim, or arithmetic of those with + - * / // ** and sqrt (1/sqrt(H))")
 
     # -- equations -----------------------------------------------------------
     def equation(self, stmt: ast.Assign, name: str, value: ast.expr):
@@ -188,7 +213,7 @@ class _Parser:
     def loss_statement(self, stmt: ast.Assign, value: ast.expr):
         reduces = {r.value: r for r in Reduce}
         if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
-                and value.func.id in reduces and len(value.args) == 1):
+                and value.func.id in reduces and len(value.args) == 1 and not value.keywords):
             self.error(value, "the loss must reduce a per-step term over time",
                        "sum_t(...), mean_t(...) or last_t(...)")
         if self.loss is not None:
@@ -198,32 +223,37 @@ class _Parser:
     def expr(self, node: ast.expr):
         loc = self.loc(node)
         if isinstance(node, ast.Constant):
-            if self.number(node) is None:
+            value = self.literal(node)
+            if value is None:
                 self.error(node, "not a number", "a number, a name or an expression")
-            return Lit(float(node.value), loc)
+            return Lit(float(value), loc)
         if isinstance(node, ast.Name):
             if node.id == "t":
                 self.error(node, "`t` is the time index", "v[t] or v[t-1]")
             return Read(node.id, None, loc)
         if isinstance(node, ast.Subscript):
             return self.subscript(node, loc)
-        if isinstance(node, ast.BinOp):
-            if isinstance(node.op, ast.MatMult):
-                return Call(MATMUL, (self.expr(node.left), self.expr(node.right)), loc)
-            if type(node.op) in _BINOPS:
-                name = _BINOPS[type(node.op)]
-                return Call(EW, (self.expr(node.left), self.expr(node.right)), loc, name, ew.OPERATORS[name])
-        if isinstance(node, ast.UnaryOp):
-            if isinstance(node.op, ast.USub):
-                return Call(EW, (self.expr(node.operand),), loc, "neg", ew.OPERATORS["neg"])
-            if isinstance(node.op, ast.UAdd):
-                return self.expr(node.operand)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+            return Call(MATMUL, (self.expr(node.left), self.expr(node.right)), loc)
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            name = _BINOPS[type(node.op)]
+            return Call(EW, (self.expr(node.left), self.expr(node.right)), loc, name, ew.OPERATORS[name])
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return Call(EW, (self.expr(node.operand),), loc, "neg", ew.OPERATORS["neg"])
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+            return self.expr(node.operand)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return self.call(node, loc)
-        self.error(node, "this is not part of the equation language",
-                   "names, v[t-k], numbers, + - * / ** @, and function calls")
+        self.not_math(node, _EXPR_HELP)
 
-    def subscript(self, node: ast.Subscript, loc: Loc):
+    def not_math(self, node: ast.expr, expected: str):
+        op = _OPERATORS.get(type(getattr(node, "op", None)))
+        what = f"the operator `{op}`" if op else "this"
+        if isinstance(node, (ast.Compare, ast.BoolOp)):
+            what, expected = "a comparison", "where(c, a, b): a where c > 0, else b"
+        self.error(node, f"{what} is not part of the equation language", expected)
+
+    def subscript(self, node: ast.Subscript, loc):
         if isinstance(node.slice, ast.Slice):
             s = node.slice
             if s.step is not None or s.lower is None or s.upper is None:
@@ -239,13 +269,19 @@ class _Parser:
         if (isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub))
                 and isinstance(node.left, ast.Name) and node.left.id == "t"
                 and isinstance(node.right, ast.Constant) and type(node.right.value) is int):
-            return node.right.value if isinstance(node.op, ast.Add) else -node.right.value
+            k = node.right.value
+            if k > MAX_DELAY:
+                self.error(node.right, f"a delay of {k} steps is more than the limit, {MAX_DELAY}",
+                           f"t-k or t+k with k <= {MAX_DELAY}")
+            return k if isinstance(node.op, ast.Add) else -k
         self.error(node, "bad time index", "t, t-k or t+k with a whole number k")
 
-    def call(self, node: ast.Call, loc: Loc):
+    def call(self, node: ast.Call, loc):
         f = node.func.id
         if node.keywords:
-            self.error(node.keywords[0].value, f"{f}() takes no keyword arguments")
+            kw = node.keywords[0]
+            self.error(kw.value if kw.arg else kw, f"{f}() takes no keyword arguments",
+                       f"{f}(...) with positional arguments")
         args = tuple(self.expr(a) for a in node.args)
         fn = ew.FUNCTIONS.get(f) or self.functions.get(f)
         if fn is not None:
@@ -258,49 +294,3 @@ class _Parser:
             return Call(CALLABLE[f], args, loc)
         self.error(node.func, f"unknown function `{f}`", "one of " + ", ".join(
             [*ew.FUNCTIONS, *self.functions, *CALLABLE]) + ", or a `def` above its use")
-
-    # -- user functions ------------------------------------------------------
-    def function(self, node: ast.FunctionDef):
-        a = node.args
-        if a.vararg or a.kwarg or a.kwonlyargs or a.defaults or a.posonlyargs or not a.args:
-            self.error(node, "a model function takes plain positional arguments", "def f(z): return ...")
-        if node.name in ew.BUILTINS or node.name in self.functions or node.name in CALLABLE:
-            self.error(node, f"function `{node.name}` is already defined", "a new name")
-        params = ew.arg_symbols(len(a.args))
-        env = {arg.arg: p for arg, p in zip(a.args, params)}
-        *body, last = node.body
-        for stmt in body:
-            if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
-                if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-                    continue
-                self.error(stmt, "a model function may only assign local names and return", "y = ...; return y")
-            env[stmt.targets[0].id] = self.scalar(stmt.value, env)
-        if not isinstance(last, ast.Return) or last.value is None:
-            self.error(last, "a model function must end with `return <expression>`")
-        self.functions[node.name] = sp.Lambda(params, self.scalar(last.value, env))
-
-    def scalar(self, node: ast.expr, env: dict) -> sp.Expr:
-        """A function body as a sympy expression of its (scalar) arguments."""
-        if isinstance(node, ast.Name):
-            if node.id not in env:
-                self.error(node, f"unknown name `{node.id}` in a function body", "an argument or a local")
-            return env[node.id]
-        number = self.number(node)
-        if number is not None:
-            return sp.nsimplify(number)
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            f = ew.OPERATORS[_BINOPS[type(node.op)]]
-            return ew.compose(f, [self.scalar(node.left, env), self.scalar(node.right, env)])
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            v = self.scalar(node.operand, env)
-            return -v if isinstance(node.op, ast.USub) else v
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
-            fn = ew.FUNCTIONS.get(node.func.id) or self.functions.get(node.func.id)
-            if fn is None:
-                self.error(node.func, f"unknown function `{node.func.id}`",
-                           "an elementwise function: " + ", ".join([*ew.FUNCTIONS, *self.functions]))
-            if len(node.args) != len(fn.variables):
-                self.error(node, f"{node.func.id}() takes {len(fn.variables)} argument(s)")
-            return ew.compose(fn, [self.scalar(x, env) for x in node.args])
-        self.error(node, "not elementwise scalar math",
-                   "numbers, arguments, + - * / **, and elementwise functions (no @ inside a def)")

@@ -198,19 +198,106 @@ def bind_literals(fn: sp.Lambda, literals: dict[int, float]) -> sp.Lambda:
     """`fn` with the arguments at `literals`' positions replaced by numbers.
 
     `x ** 2` is pow(a0, a1) with a1 = 2: it becomes a one-argument Lambda.
-    The remaining arguments are renamed a0, a1, ... in order."""
+    The remaining arguments are renamed a0, a1, ... in order.  ValueError
+    if a part made only of numbers is not a finite real number (`compose`)."""
     keep = [v for i, v in enumerate(fn.variables) if i not in literals]
-    body = fn.expr.subs({fn.variables[i]: sp.nsimplify(v) for i, v in literals.items()})
-    new = arg_symbols(len(keep))
-    return sp.Lambda(new, body.subs(dict(zip(keep, new)), simultaneous=True))
+    new = iter(arg_symbols(len(keep)))
+    args = [sp.Float(literals[i]) if i in literals else next(new) for i in range(len(fn.variables))]
+    return sp.Lambda(arg_symbols(len(keep)), compose(fn, args))
 
 
 def compose(fn: sp.Lambda, args: list[sp.Expr]) -> sp.Expr:
-    """fn(*args) as one expression: the step that fuses elementwise chains."""
-    return fn.expr.subs(dict(zip(fn.variables, args)), simultaneous=True)
+    """fn(*args) as one expression: the step that fuses elementwise chains.
+    `xreplace`, not `subs`: subs re-asks sympy's assumptions at every level
+    and takes exponential time on nested functions (tanh(tanh(...))).
+    Numbers among `args` go in as placeholders, and each part of the result
+    made only of them and other numbers is computed in float64
+    (`_fold_numbers`): exact arithmetic would build b**b**b at b = 10 digit
+    by digit.  ValueError if such a part is not a finite real number."""
+    numbers, mapping = {}, {}
+    for v, a in zip(fn.variables, args):
+        if a.is_number:
+            mapping[v] = c = sp.Dummy(real=True)
+            numbers[c] = a
+        else:
+            mapping[v] = a
+    body = fn.expr.xreplace(mapping)
+    return _fold_numbers(body, numbers) if numbers else body
 
 
-@functools.lru_cache(maxsize=None)
+def _fold_numbers(expr: sp.Expr, numbers: dict) -> sp.Expr:
+    """`expr` with each largest part made of numbers, placeholders among them, replaced by its value."""
+    values = {c: _real(a) for c, a in numbers.items()}
+    constant, placed = {}, {}
+    for e in distinct(expr, post=True):
+        constant[e] = e in values or (not e.is_Symbol and all(constant[a] for a in e.args))
+        placed[e] = e in values or any(placed[a] for a in e.args)
+    replace, stack = {}, [expr]
+    while stack:
+        e = stack.pop()
+        if constant[e] and placed[e]:
+            replace[e] = exact(fold(sp.Lambda(tuple(values), e), list(values.values())))
+        elif placed[e]:
+            stack.extend(e.args)
+    return expr.xreplace(replace)
+
+
+def _real(a: sp.Expr) -> float:
+    try:
+        return float(a)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError("is not a real number") from None
+
+
+def exact(v: float) -> sp.Expr:
+    """A float as an exact sympy number: a simple form that gives the same float
+    back (0.1 -> 1/10, 1.4142135623730951 -> sqrt(2)), else its exact binary value
+    (nsimplify would make 5e-324 a 0)."""
+    r = sp.nsimplify(v)
+    try:
+        if float(r) == v:
+            return r
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return sp.Rational(v)
+
+
+def fold(fn: sp.Lambda, values: list[float]) -> float:
+    """fn at numbers, evaluated as the interpreters would (float64, numpy
+    meanings): `10**10**10` overflows at once instead of building a giant
+    integer.  ValueError if the result is not a finite real number."""
+    with np.errstate(all="ignore"):
+        try:
+            v = numpy_eval(fn.expr, {a: np.float64(x) for a, x in zip(fn.variables, values)})
+        except (TypeError, ValueError, ArithmeticError):  # zoo, nan, I among sympy's own numbers
+            v = math.nan
+    v = float(np.real_if_close(v)) if np.ndim(v) == 0 and not np.iscomplexobj(v) else math.nan
+    if not math.isfinite(v):
+        raise ValueError("is not a real number (a root or log of a negative number, 0/0, ...)" if v != v
+                         else "is infinite (a division by zero, log(0), or beyond float64's range)")
+    return v
+
+
+def distinct(expr: sp.Expr, post: bool = False):
+    """Each distinct subexpression once, without recursion; `post`: arguments first."""
+    seen, stack = set(), [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        if ready:
+            yield e
+            continue
+        if e in seen:
+            continue
+        seen.add(e)
+        if not post:
+            yield e
+            stack.extend((a, False) for a in e.args)
+        else:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args if a not in seen)
+
+
+@functools.lru_cache(maxsize=4096)  # bounded: a process that reads many models must not grow forever
 def partials(fn: sp.Lambda) -> tuple[sp.Expr, ...]:
     """d fn / d a_i for every argument, by `sympy.diff`."""
     return tuple(sp.diff(fn.expr, v) for v in fn.variables)
@@ -229,9 +316,9 @@ def numpy_eval(expr: sp.Expr, env: dict[sp.Symbol, np.ndarray]):
         return functools.reduce(np.multiply, args)
     if expr.is_Pow:
         base, exp = args
-        if exp == 0.5:
+        if np.ndim(exp) == 0 and exp == 0.5:  # a number; `sigmoid(a) ** sigmoid(b)` has an array
             return np.sqrt(base)
-        if exp == -1:
+        if np.ndim(exp) == 0 and exp == -1:
             return 1.0 / base
         return np.power(base, exp)
     entry = BY_SYMPY.get(expr.func)

@@ -12,6 +12,7 @@ like a compiler diagnostic:
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -43,12 +44,39 @@ class ModelError(UnfoldError):
         head = f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"
         lines = [head]
         if self.loc and self.loc.text:
-            lines.append("    " + self.loc.text.rstrip())
-            width = max(1, self.loc.end_col - self.loc.col)
-            lines.append("    " + " " * (self.loc.col - 1) + "^" * width)
+            shown, col, end = _window(_visible(self.loc.text.rstrip()), self.loc.col, self.loc.end_col)
+            lines.append("    " + shown)
+            lines.append("    " + _pad(shown[:col - 1]).ljust(col - 1) + "^" * max(1, end - col))
         if self.expected:
             lines.append(f"  expected: {self.expected}")
         return "\n".join(lines)
+
+
+#: the most characters of a source line a diagnostic quotes
+WIDTH = 100
+
+
+def _window(text: str, col: int, end: int) -> tuple[str, int, int]:
+    """At most WIDTH characters of a long line, from a little before `col`, with `...` where cut."""
+    if len(text) <= WIDTH:
+        return text, col, end
+    start = max(0, min(col - 21, len(text) - WIDTH))
+    head = "..." if start else ""
+    tail = "..." if start + WIDTH < len(text) else ""
+    return (head + text[start:start + WIDTH] + tail, col - start + len(head),
+            min(end - start, WIDTH + 1) + len(head))
+
+
+def _visible(text: str) -> str:
+    """The line as a terminal can show it: one visible character for each
+    tab, control or separator character (\\x0c, \\u2028), so columns still match."""
+    return "".join(c if c.isprintable() else " " if c == "\t" else "\ufffd" for c in text)
+
+
+def _pad(prefix: str) -> str:
+    """Spaces as wide on a terminal as `prefix`: wide (CJK) characters take two, combining ones none."""
+    return "".join("" if unicodedata.combining(c) else
+                   "  " if unicodedata.east_asian_width(c) in "WF" else " " for c in prefix)
 
 
 class InputError(UnfoldError, ValueError):

@@ -41,16 +41,14 @@ def _short(v) -> str:
 
 
 def _pow(a, b):
-    if isinstance(b, int) and isinstance(a, int):
-        if b < 0:
-            raise SizeError(f"{a}**{b} is not a whole number")
-        if abs(a) > 1 and b * math.log2(abs(a)) > 53:
-            raise SizeError(f"{a}**{b} is larger than {LIMIT} (2**53)")
-        return a ** b
-    if a < 0:
-        raise SizeError(f"{a}**{b} is not a real number")
-    if a > 1 and b * math.log2(a) > 53:
-        raise SizeError(f"{a}**{b} is larger than {LIMIT} (2**53)")
+    if a == 0 and b < 0:
+        raise SizeError(f"{a}**{_short(b)} divides by zero")
+    if a < 0 and not float(b).is_integer():
+        raise SizeError(f"({a})**{_short(b)} is not a real number")
+    if a != 0 and b * math.log2(abs(a)) > 53:  # decided from logarithms: no giant number is built
+        raise SizeError(f"{_short(a)}**{_short(b)} is larger than {LIMIT} (2**53)")
+    if isinstance(a, int) and isinstance(b, int) and b >= 0:
+        return a ** b  # exact
     return float(a) ** float(b)
 
 
@@ -74,6 +72,7 @@ def _sqrt(a):
 
 _ARITH = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
           "/": _div, "//": _floordiv, "**": _pow, "neg": lambda a: -a, "sqrt": _sqrt}
+_ARITY = {op: 1 if op in ("neg", "sqrt") else 2 for op in _ARITH}
 
 
 def eval_size(e: SizeExpr, dims: dict[str, int], number: bool = False):
@@ -93,13 +92,15 @@ def _eval(e: SizeExpr, dims: dict[str, int]):
     stack, values = [(e, False)], []
     while stack:
         node, ready = stack.pop()
-        if isinstance(node, bool):
-            raise SizeError(f"{node} is not a number")
+        if isinstance(node, bool) or not isinstance(node, (int, float, str, tuple)):
+            raise SizeError(f"{node!r} is not a number, a dim or arithmetic of those")
         if isinstance(node, (int, float)):
             values.append(_check(node))
         elif isinstance(node, str):
             values.append(dims[node])
         elif not ready:
+            if not node or node[0] not in _ARITY or len(node) != _ARITY[node[0]] + 1:
+                raise SizeError(f"{node!r} is not a size expression")
             stack.append((node, True))
             stack.extend((a, False) for a in reversed(node[1:]))
         else:

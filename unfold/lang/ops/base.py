@@ -29,6 +29,7 @@ import enum
 import numpy as np
 
 from ..errors import ModelError
+from ..ir import expr_text
 
 REGISTRY: dict[str, "Op"] = {}
 
@@ -99,6 +100,12 @@ def register(cls):
         raise AssertionError(f"op {op.name} registered twice")
     REGISTRY[op.name] = op
     return op
+
+
+def snippet(e, width: int = 60) -> str:
+    """An expression's text for a message, cut to `width` characters."""
+    text = expr_text(e)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:

@@ -4,12 +4,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import sympy as sp
 
 from .. import elementwise as ew
 from ..errors import ModelError
 from ..ir import Lit, expr_text, infix_text
-from .base import Lowering, Op, register, unbroadcast
+from .base import Lowering, Op, register, snippet, unbroadcast
 
 
 def _env(fn, args):
@@ -67,13 +66,21 @@ class Elementwise(Op):
             raise ModelError(f"shape mismatch in `{expr_text(e)}`: {ctx.describe(a)} but {ctx.describe(b)}",
                              e.loc, "elementwise operands of one shape (or scalars)")
         literals = {i: a.value for i, a in enumerate(args) if isinstance(a, Lit)}
-        if len(literals) == len(args):  # all numbers: fold to one number
-            return Lit(float(ew.compose(e.fn, [sp.nsimplify(a.value) for a in args])), e.loc)
-        fn = ew.bind_literals(e.fn, literals) if literals else e.fn
-        if fn.expr.atoms(sp.zoo, sp.nan):
-            raise ModelError(f"`{expr_text(e)}` is undefined for these numbers", e.loc)
-        return dataclasses.replace(e, fn=fn, shape=shapes.pop() if shapes else (),
-                                   batched=any(a.batched for a in args))
+        if len(literals) == len(args):  # all numbers: fold to one number, as the kernels would compute it
+            try:
+                return Lit(ew.fold(e.fn, [a.value for a in args]), e.loc)
+            except ValueError as err:
+                raise ModelError(f"`{snippet(e)}` {err}", e.loc, "a finite real number") from None
+        try:
+            fn = ew.bind_literals(e.fn, literals) if literals else e.fn
+            if not fn.expr.free_symbols & set(fn.variables):  # reads nothing (`h[t-1] * 0`): a number
+                return Lit(ew.fold(fn, [0.0] * len(fn.variables)), e.loc)
+        except ValueError as err:
+            raise ModelError(f"`{snippet(e)}` {err}", e.loc, "a finite real number") from None
+        out = dataclasses.replace(e, fn=fn, shape=shapes.pop() if shapes else (),
+                                  batched=any(a.batched for a in args))
+        ctx.elementwise(out, [a for a in args if not isinstance(a, Lit)])
+        return out
 
     def forward(self, args, node, ctx):
         return ew.numpy_eval(node["fn"].expr, _env(node["fn"], args)) + np.zeros((), ctx.dtype)
