@@ -10,39 +10,76 @@
     unfold demo
 
 Exit codes: 0 ok, 2 bad input (a model or argument error, with its message),
-1 an internal failure or a failed check.
+1 an internal failure or a failed check, 141 when the reader of the output
+went away (`unfold show M | head -1`).  Every argument is checked before
+any work starts: a bad suffix or a missing folder for an output file is an
+error before the graph is built.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import traceback
+from pathlib import Path
 
 import numpy as np
 
 from ..compiler.backend import BACKENDS
 from ..compiler.passes import PASS_NAMES
-from ..lang.errors import UnfoldError
+from ..lang.errors import ModelError, UnfoldError
+from ..lang.initializers import memory_limit
+from . import argtypes
+from .argtypes import PEERS
 
 VERSION = "0.2.0"
-
-
-def _dims(text: str | None) -> dict[str, int]:
-    if not text:
-        return {}
-    out = {}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        if not value.strip().isdigit():
-            raise UnfoldError(f"bad --dims entry {part!r}: expected NAME=INTEGER, e.g. --dims H=64,D=8")
-        out[name.strip()] = int(value)
-    return out
+#: what `graph --out` writes (graph.unfolding.export)
+GRAPH_SUFFIXES = (".json", ".graphml")
+#: a rough cost of one node of an unfolded graph with its values, for refusing what cannot fit
+NODE_BYTES = 2048
 
 
 def _model(args):
     from ..lang.dsl import load
     rec = load(args.model)
-    return rec.bind(**_dims(args.dims)) if args.dims else rec
+    dims = argtypes.dims(args.dims)
+    unknown = sorted(set(dims) - set(rec.dims))
+    if unknown:
+        raise UnfoldError(f"--dims {unknown[0]}=...: model {rec.name} has no dim {unknown[0]} "
+                          f"(its dims: {', '.join(rec.dims) or 'none'})")
+    return rec.bind(**dims) if dims else rec
+
+
+def _output(path: str, suffixes: tuple[str, ...], flag: str) -> Path:
+    """An output path checked before any work: a known suffix, an existing folder."""
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        what = f"a {out.suffix} file" if out.suffix else "a file without a suffix"
+        raise UnfoldError(f"{flag} {path}: cannot write {what} (expected a name ending in {', '.join(suffixes)})")
+    folder = out.parent
+    if not folder.is_dir():
+        raise UnfoldError(f"{flag} {path}: the folder {folder} does not exist")
+    if out.is_dir():
+        raise UnfoldError(f"{flag} {path}: is a folder (expected a file name)")
+    return out
+
+
+def _fits(rec, tau: int, batch: int = 1, graphs: int = 1):
+    """Refuse a run whose unfolded graphs (`graphs` of them: forward, gradient)
+    and values clearly cannot fit in this machine's memory."""
+    from ..lang.ir import walk
+    limit = memory_limit()
+    exprs = [e.expr for e in rec.equations] + ([rec.loss.expr] if rec.loss else [])
+    nodes = sum(1 for e in exprs for _ in walk(e)) + len(rec.symbols)
+    units = sum(math.prod(s.shape) for s in rec.symbols.values() if s.shape and s.batched)
+    params = sum(math.prod(s.shape) for s in rec.params)
+    need = graphs * tau * (nodes * NODE_BYTES + 8 * batch * units) + 8 * params
+    if limit is not None and need > limit:
+        run = f"--tau {tau}" + (f" --batch {batch}" if batch > 1 else "")
+        raise UnfoldError(f"{run} needs about {need / 2 ** 30:.3g} GiB for model {rec.name} ({nodes} nodes "
+                          f"and {units} numbers per step, {params} in params), more than this machine's "
+                          f"{limit / 2 ** 30:.3g} GiB (expected a smaller --tau, --batch or --dims)")
 
 
 def _options(args) -> dict:
@@ -60,12 +97,14 @@ def cmd_graph(args):
     from ..graph.bptt import grad_graph
     from ..graph.unfolding import Kind, export, summary, unfold
     from ..lang.ir import Role
+    if args.grad and args.level != "op":
+        raise UnfoldError("--grad needs the op-level graph (--level op)")
+    out = _output(args.out, GRAPH_SUFFIXES, "--out") if args.out else None
     rec = _model(args)
+    _fits(rec, args.tau, graphs=3 if args.grad else 1)
     dag = unfold(rec, args.tau, level=args.level)
     print(summary(dag))
     if args.grad:
-        if args.level != "op":
-            raise UnfoldError("--grad needs the op-level graph (--level op)")
         gg = grad_graph(dag)
         adj = sum(1 for _, a in gg.nodes(data=True) if a["kind"] is Kind.ADJOINT)
         vjp = sum(1 for _, a in gg.nodes(data=True) if a["kind"] is Kind.VJP)
@@ -77,15 +116,16 @@ def cmd_graph(args):
             if node is not None:
                 print(f"  grad:{s.name:<8} sums {len(node['inputs'])} contributions")
         dag = gg
-    if args.out:
-        export(dag, args.out)
-        print(f"wrote {args.out}")
+    if out:
+        export(dag, str(out))
+        print(f"wrote {out}")
 
 
 def cmd_run(args):
     from ..graph.evaluate import evaluate
     from .gradcheck import random_run
     rec = _model(args)
+    _fits(rec, args.tau, args.batch)
     params, inputs, targets, _ = random_run(rec, args.tau, args.batch, args.seed)
     out = evaluate(rec, params, inputs, targets, tau=args.tau, batch=args.batch)
     for k, v in out.items():
@@ -98,6 +138,7 @@ def cmd_run(args):
 def cmd_check(args):
     from .gradcheck import check_compiled, gradcheck, random_run, table
     rec = _model(args)
+    _fits(rec, args.tau, args.batch, graphs=3)
     params, inputs, targets, init = random_run(rec, args.tau, args.batch, args.seed)
     print(f"gradient check of {rec.name}: tau={args.tau} batch={args.batch} float64, target={args.target}")
     size = dict(tau=args.tau, batch=args.batch)
@@ -135,21 +176,34 @@ def cmd_compile(args):
 def cmd_bench(args):
     from .bench import bench_model
     rec = _model(args)
-    vs = [v for v in (args.vs or "").split(",") if v]
-    print(bench_model(rec, tau=args.tau, batch=args.batch, vs=vs, repeats=args.repeats, threads=args.threads))
+    _fits(rec, args.tau, args.batch)
+    print(bench_model(rec, tau=args.tau, batch=args.batch, vs=args.vs or [], repeats=args.repeats,
+                      threads=args.threads, cold=args.cold))
 
 
 def cmd_draw(args):
     from .. import viz
+    from ..viz.render import FORMATS
+    out = _output(args.out, tuple("." + f for f in FORMATS), "-o")
     rec = _model(args)
+    _fits(rec, args.tau)
     graph = viz.draw(rec, view=args.view, tau=args.tau, force=args.force)
-    viz.save(graph, args.out)
-    print(f"wrote {args.out}")
+    viz.save(graph, out)
+    print(f"wrote {out}")
 
 
 def cmd_demo(args):
     from .demo import main as demo
     return demo(args)
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _target(sub, choices, default):
@@ -161,16 +215,17 @@ def _target(sub, choices, default):
 
 def _command(sub, name, fn, help, tau=None, batch=False):
     """A subcommand taking a model (and, if asked, --tau, --batch, --seed)."""
-    s = sub.add_parser(name, help=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s = sub.add_parser(name, help=help, description=help, formatter_class=_Help)
     if name != "demo":
         s.add_argument("model", help="a .rnn model file")
-        s.add_argument("--dims", help="override dims: H=64,D=8")
+        s.add_argument("--dims", type=argtypes.dims_entries, action="append", metavar="NAME=N[,NAME=N...]",
+                       help="override dims, e.g. H=64,D=8 (may be repeated; default: the model's own)")
     if tau is not None:
-        s.add_argument("--tau", type=int, required=tau is True, default=None if tau is True else tau,
-                       help="number of steps")
+        s.add_argument("--tau", type=argtypes.positive, required=tau is True, default=None if tau is True else tau,
+                       help="number of steps" + (" (required)" if tau is True else ""))
     if batch:
-        s.add_argument("--batch", type=int, default=2, help="sequences per batch")
-        s.add_argument("--seed", type=int, default=0, help="random seed of the params and data")
+        s.add_argument("--batch", type=argtypes.positive, default=2, help="sequences per batch")
+        s.add_argument("--seed", type=argtypes.natural, default=0, help="random seed of the params and data")
     s.set_defaults(fn=fn)
     return s
 
@@ -178,24 +233,25 @@ def _command(sub, name, fn, help, tau=None, batch=False):
 def _compile_command(sub):
     k = _command(sub, "compile", cmd_compile, "compile and print the generated code")
     _target(k, list(BACKENDS), "cpu")
-    k.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    k.add_argument("--mode", choices=["rolled", "unrolled"], default="rolled")
+    k.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="the kernels' float type")
+    k.add_argument("--mode", choices=["rolled", "unrolled"], default="rolled",
+                   help="a loop over time, or straight-line code per step")
     what = k.add_mutually_exclusive_group()
     what.add_argument("--emit", action="store_true", help="print the generated source (the default)")
     what.add_argument("--ir", action="store_true", help="print the step program")
     what.add_argument("--ir-after", choices=PASS_NAMES, help="print the step program after this pass")
     what.add_argument("--ptx", action="store_true", help="print PTX (cuda)")
-    k.add_argument("--cc", default="9.0", help="compute capability for --ptx")
+    k.add_argument("--cc", type=argtypes.cc, default="9.0", help="compute capability for --ptx")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unfold", description="A graph compiler for recurrent networks.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_Help)
     p.add_argument("--version", action="version", version=f"unfold {VERSION}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(sub, "show", cmd_show, "print the checked recurrence")
     g = _command(sub, "graph", cmd_graph, "unfold for --tau steps and summarize the DAG", tau=True)
-    g.add_argument("--level", choices=["op", "var"], default="op")
+    g.add_argument("--level", choices=["op", "var"], default="op", help="a node per op, or per variable")
     g.add_argument("--grad", action="store_true", help="also build the BPTT gradient graph")
     g.add_argument("--out", help="write the DAG as .json (node-link) or .graphml")
     _command(sub, "run", cmd_run, "evaluate on random params and inputs", tau=True, batch=True)
@@ -203,14 +259,20 @@ def parser() -> argparse.ArgumentParser:
     _target(c, ["reference", *BACKENDS], "reference")
     _compile_command(sub)
     b = _command(sub, "bench", cmd_bench, "time forward and forward+backward against peers", tau=200, batch=True)
-    b.add_argument("--vs", help="peers: numpy,torch,torch-loop,jax")
-    b.add_argument("--repeats", type=int, default=7)
-    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--vs", type=argtypes.peers, help=f"peers, comma-separated: {','.join(PEERS)} (default: unfold alone)")
+    b.add_argument("--repeats", type=argtypes.positive, default=7, help="timed calls; the median is reported")
+    b.add_argument("--threads", type=argtypes.positive, default=1, help="threads for BLAS, numba and the peers")
+    b.add_argument("--cold", action="store_true", help="time a compile into an empty cache")
     d = _command(sub, "draw", cmd_draw, "draw the recurrence with graphviz", tau=3)
-    d.add_argument("--view", default="circuit",
+    d.add_argument("--view", default="circuit", help="what to draw",
                    choices=["circuit", "unfolded", "side-by-side", "ops", "gradient", "cell"])
-    d.add_argument("-o", "--out", required=True, help="output file: .svg .png .pdf or .dot")
+    d.add_argument("-o", "--out", required=True, help="output file: .svg .png .pdf or .dot (required)")
     d.add_argument("--force", action="store_true", help="draw even a very long unfolding")
+    from . import plot as plot_command  # the argument list only: matplotlib is imported when it runs
+    pl = sub.add_parser("plot", help="plot training histories or Jacobian norms (needs matplotlib)",
+                        description=plot_command.__doc__.split("\n")[0], formatter_class=_Help)
+    plot_command.add_arguments(pl)
+    pl.set_defaults(fn=plot_command.run)
     dm = _command(sub, "demo", cmd_demo, "a tour on a built-in model")
     dm.add_argument("--out", default="demo-out", help="where the pictures go")
     return p
@@ -219,9 +281,20 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.fn(args) or 0
-    except UnfoldError as e:
-        print(e, file=sys.stderr)
+        code = args.fn(args) or 0
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except UnfoldError as e:  # a ModelError says "file:line:col: error:" itself
+        print(e if isinstance(e, ModelError) else f"unfold: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `unfold show M | head -1`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
+    except MemoryError:
+        print("unfold: out of memory (expected a smaller --tau, --batch or --dims)", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file the user named: unwritable, a full disk, ...
+        print(f"unfold: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -18,12 +18,12 @@ import numpy as np
 
 from ..graph.bptt import jacobian_norms
 from ..lang.dsl import load
-from ..lang.errors import InputError, UnfoldError
 from ..lang.ir import Role
 from ..lang.extras import require
 from ..train.history import History
 from ..train.io import load_model
 from ..train.plot import plot_histories, plot_jacobians
+from . import argtypes
 
 
 def add_arguments(parser):
@@ -33,10 +33,11 @@ def add_arguments(parser):
     parser.add_argument("-o", "--out", default=None, help="the picture (.png, .svg, .pdf); "
                         "default history.png, or jacobian.png with --jacobian")
     parser.add_argument("--state", default=None, help="the state to differentiate (default: the first)")
-    parser.add_argument("--tau", type=int, default=50, help="steps of the random inputs (default 50)")
-    parser.add_argument("--batch", type=int, default=8, help="sequences of the random inputs (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the inputs and of fresh params (default 0)")
-    parser.add_argument("--dims", default=None, help="dims of .rnn models, e.g. H=64,D=2")
+    parser.add_argument("--tau", type=argtypes.positive, default=50, help="steps of the random inputs")
+    parser.add_argument("--batch", type=argtypes.positive, default=8, help="sequences of the random inputs")
+    parser.add_argument("--seed", type=argtypes.natural, default=0, help="seed of the inputs and of fresh params")
+    parser.add_argument("--dims", type=argtypes.dims_entries, action="append", metavar="NAME=N[,NAME=N...]",
+                        help="dims of .rnn models, e.g. H=64,D=2 (may be repeated)")
     parser.add_argument("--inputs", default=None, help="an .npz of input arrays [T, B, n] by name")
     parser.add_argument("--title", default=None)
 
@@ -59,7 +60,7 @@ def run(args) -> int:
 
 def _models(args):
     """(label, recurrence, float64 params) for each file."""
-    dims = _dims(args.dims)
+    dims = argtypes.dims(args.dims)
     for f in args.files:
         if f.endswith(".npz"):
             rec, params = load_model(f)
@@ -78,19 +79,6 @@ def _inputs(rec, args) -> dict:
             given = {k: z[k].astype(np.float64) for k in z.files}
         return {s.name: given[s.name] for s in rec.of_role(Role.INPUT) if s.name in given}
     rng = np.random.default_rng(args.seed)   # the same seed for every model: the same noise
-    if args.tau < 1 or args.batch < 1:
-        raise InputError("--tau and --batch must be at least 1")
     return {s.name: rng.standard_normal(((args.tau,) if s.timed else ()) + (args.batch,) + s.shape)
             for s in rec.of_role(Role.INPUT)}
 
-
-def _dims(text: str | None) -> dict[str, int]:
-    out = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        name, _, value = part.partition("=")
-        if not value.strip().isdigit():
-            raise UnfoldError(f"bad --dims entry {part!r}: expected NAME=INTEGER, e.g. --dims H=64,D=2")
-        out[name.strip()] = int(value)
-    return out
