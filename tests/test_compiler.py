@@ -339,4 +339,6 @@ def test_unknown_targets_and_options_are_refused():
     with pytest.raises(uf.UnfoldError, match="expected one of numpy, cpu, cuda"):
         uf.compile(small("elman"), target="tpu")
     with pytest.raises(uf.UnfoldError, match="not an option of target='numpy'"):
-        uf.compile(small("elman"), target="numpy", threads=2)
+        uf.compile(small("elman"), target="numpy", schedule="grid")
+    with pytest.raises(uf.UnfoldError, match="threads must be a positive integer"):
+        uf.compile(small("elman"), target="numpy", threads=0)
