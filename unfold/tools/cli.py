@@ -30,6 +30,7 @@ from ..compiler.backend import BACKENDS
 from ..compiler.passes import PASS_NAMES
 from ..lang.errors import ModelError, UnfoldError
 from ..lang.initializers import memory_limit
+from ..seq2seq.model import EncoderDecoder, is_encoder_decoder
 from . import argtypes
 from .argtypes import PEERS
 
@@ -41,8 +42,19 @@ NODE_BYTES = 2048
 
 
 def _model(args):
+    """The checked model of args.model: a recurrence, or an encoder–decoder (tools/composite.py)."""
     from ..lang.dsl import load
-    rec = load(args.model)
+    from ..seq2seq import load as load_encoder_decoder
+    from . import composite
+    try:
+        text = Path(args.model).read_bytes()[:1 << 20].decode("utf-8", "replace")
+    except OSError:
+        text = ""   # load() reports it
+    if is_encoder_decoder(text):
+        rec = load_encoder_decoder(args.model)
+        composite.refuse(args.command, rec)
+    else:
+        rec = load(args.model)
     dims = argtypes.dims(args.dims)
     unknown = sorted(set(dims) - set(rec.dims))
     if unknown:
@@ -68,6 +80,10 @@ def _output(path: str, suffixes: tuple[str, ...], flag: str) -> Path:
 def _fits(rec, tau: int, batch: int = 1, graphs: int = 1):
     """Refuse a run whose unfolded graphs (`graphs` of them: forward, gradient)
     and values clearly cannot fit in this machine's memory."""
+    if isinstance(rec, EncoderDecoder):
+        for part in rec.parts.values():
+            _fits(part, tau, batch, graphs)
+        return
     from ..lang.ir import walk
     limit = memory_limit()
     exprs = [e.expr for e in rec.equations] + ([rec.loss.expr] if rec.loss else [])
@@ -88,7 +104,11 @@ def _options(args) -> dict:
 
 
 def cmd_show(args):
-    print(_model(args).listing())
+    from . import composite
+    rec = _model(args)
+    print(rec.listing())
+    if isinstance(rec, EncoderDecoder):
+        print(composite.describe_inputs(rec))
 
 
 def cmd_graph(args):
@@ -139,6 +159,11 @@ def cmd_check(args):
     from .gradcheck import check_compiled, gradcheck, random_run, table
     rec = _model(args)
     _fits(rec, args.tau, args.batch, graphs=3)
+    if isinstance(rec, EncoderDecoder):   # an encoder–decoder
+        from . import composite
+        ok = composite.check(rec, args.target, args.tau, args.batch, args.seed, _options(args))
+        print("gradient check: " + ("passed" if ok else "FAILED"))
+        return 0 if ok else 1
     params, inputs, targets, init = random_run(rec, args.tau, args.batch, args.seed)
     print(f"gradient check of {rec.name}: tau={args.tau} batch={args.batch} float64, target={args.target}")
     size = dict(tau=args.tau, batch=args.batch)
@@ -187,7 +212,11 @@ def cmd_draw(args):
     out = _output(args.out, tuple("." + f for f in FORMATS), "-o")
     rec = _model(args)
     _fits(rec, args.tau)
-    graph = viz.draw(rec, view=args.view, tau=args.tau, force=args.force)
+    if isinstance(rec, EncoderDecoder):   # an encoder–decoder: both parts, the context between them
+        from ..seq2seq.draw import draw as draw_encoder_decoder
+        graph = draw_encoder_decoder(rec, view=args.view, tau=args.tau, force=args.force)
+    else:
+        graph = viz.draw(rec, view=args.view, tau=args.tau, force=args.force)
     viz.save(graph, out)
     print(f"wrote {out}")
 

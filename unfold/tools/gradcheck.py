@@ -52,17 +52,20 @@ def random_run(rec: Recurrence, tau: int, batch: int, seed: int = 0, dtype=np.fl
 
 def gradcheck(rec: Recurrence, params, inputs, targets, init=None, lengths=None, truncate=None,
               value_and_grad=None, loss_fn=None, eps: float = 1e-5, seed: int = 0,
-              directions: int = 3, coordinates: int = 6, tau=None, batch=None) -> list[Row]:
+              directions: int = 3, coordinates: int = 6, tau=None, batch=None, tensors=None) -> list[Row]:
     """Check `value_and_grad`'s gradients (default: the reference BPTT) with `loss_fn`'s
-    finite differences (default: its own loss).  tau, batch: for models without inputs."""
+    finite differences (default: its own loss).  tau, batch: for models without inputs.
+    tensors: (gradient key, the dict holding it, its name there) to probe; default
+    every param, input and initial state of `rec`."""
     vg = value_and_grad or reference
     kw = dict(init=init, lengths=lengths, tau=tau, batch=batch)
     loss = loss_fn or (lambda p, i, ini: vg(rec, p, i, targets, **{**kw, "init": ini})[0])
     _, grads = vg(rec, params, inputs, targets, truncate=truncate, **kw)
     rng = np.random.default_rng(seed)
-    tensors = [(s.name, params, s.name) for s in rec.of_role(Role.PARAM)]
-    tensors += [(s.name, inputs, s.name) for s in rec.of_role(Role.INPUT)]
-    tensors += [(f"init:{s.name}", init, s.name) for s in rec.states if init is not None]
+    if tensors is None:
+        tensors = [(s.name, params, s.name) for s in rec.of_role(Role.PARAM)]
+        tensors += [(s.name, inputs, s.name) for s in rec.of_role(Role.INPUT)]
+        tensors += [(f"init:{s.name}", init, s.name) for s in rec.states if init is not None]
     rows = []
     for key, store, name in tensors:
         base = store[name]
