@@ -127,3 +127,29 @@ def test_cuda_simulator_checks_an_encoder_decoder():
                           "--tau", "3", "--batch", "2", "--dims", "H=4,K=3,D=2"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and "gradient check: passed" in run.stdout, run.stdout + run.stderr
+
+
+def test_an_encoder_decoder_from_the_python_builder_equals_the_file(small):
+    from unfold.lang.builder import Model, softmax_cross_entropy, tanh
+    enc = Model("enc")
+    H, D, K = enc.dim("H", 5), enc.dim("D", 3), enc.dim("K", 4)
+    x = enc.input("x", D)
+    We, Ue, be = enc.param("We", H, H), enc.param("Ue", H, D), enc.param("be", H)
+    e, t = enc.state("e", H, init=0), enc.t
+    e[t] = tanh(We @ e[t - 1] + Ue @ x[t] + be)
+    dec = Model("dec")
+    H, K = dec.dim("H", 5), dec.dim("K", 4)
+    c, y = dec.input("c", H), dec.target("y", K)
+    Wd, Vd, Cd, bd = dec.param("Wd", H, H), dec.param("Vd", H, K), dec.param("Cd", H, H), dec.param("bd", H)
+    Od, bo = dec.param("Od", K, H), dec.param("bo", K)
+    h, z, t = dec.state("h", H, init=0), dec["z"], dec.t
+    h[t] = tanh(Wd @ h[t - 1] + Vd @ y[t - 1] + Cd @ c + bd)
+    z[t] = Od @ h[t] + bo
+    dec.loss = dec.mean_t(softmax_cross_entropy(z[t], y[t]))
+    built = seq2seq.connect(enc.build(), dec.build(), h="e", c="e")
+    params, inputs, targets, lengths = random_problem(small, 3, 2, seed=4)
+    a = seq2seq.compile(built, "numpy", np.float64).value_and_grad(params, inputs, targets, lengths=lengths)
+    b = seq2seq.compile(small, "numpy", np.float64).value_and_grad(params, inputs, targets, lengths=lengths)
+    assert a[0] == b[0] and all(np.array_equal(a[1][k], b[1][k]) for k in b[1])
+    with pytest.raises(uf.ModelError, match="`q` is not a state of the encoder"):
+        seq2seq.connect(enc.build(), dec.build(), h="q")

@@ -122,8 +122,22 @@ def parse_encoder_decoder(text: str, file: str = "<model>", name: str | None = N
                          Loc(file, 1, 1, 2, src.line(1)), "with encoder: ... then with decoder(h=e): ...")
     recs = {p: _part(src, shared, blocks[p][0], f"{name or Path(file).stem}.{p}") for p in PARTS}
     links, params = blocks["decoder"][1], frozenset(_shared_params(shared))
-    _check_links(src, blocks["decoder"][0], recs, links, params)
+    _check_links(recs, links, params, src.loc(blocks["decoder"][0].items[0].context_expr))
     return EncoderDecoder(name or Path(file).stem, file, recs["encoder"], recs["decoder"], links, params)
+
+
+def connect(encoder: Recurrence, decoder: Recurrence, name: str = "encoder_decoder", shared=(),
+            **links: str) -> EncoderDecoder:
+    """An encoder–decoder from two recurrences (written as text or with the Python
+    builder): `connect(enc, dec, h="e", c="e")`; `shared` names params both read."""
+    shared = frozenset(shared)
+    for k in shared:
+        if encoder.symbols.get(k) is None or decoder.symbols.get(k) is None or \
+                encoder.symbols[k].shape != decoder.symbols[k].shape:
+            raise ModelError(f"shared param `{k}` is not a param of one shape in both parts",
+                             expected="a param both parts declare alike")
+    _check_links({"encoder": encoder, "decoder": decoder}, dict(links), shared, None)
+    return EncoderDecoder(name, "<python>", encoder, decoder, dict(links), shared)
 
 
 def _header(src: Source, stmt: ast.With) -> tuple[str, dict[str, str]]:
@@ -163,9 +177,8 @@ def _part(src: Source, shared: list, block: ast.With, name: str) -> Recurrence:
         raise ModelError(e.message, loc, e.expected) from None
 
 
-def _check_links(src: Source, block: ast.With, recs: dict, links: dict[str, str], shared: frozenset):
+def _check_links(recs: dict, links: dict[str, str], shared: frozenset, at: Loc | None):
     enc, dec = recs["encoder"], recs["decoder"]
-    at = src.loc(block.items[0].context_expr)
     if not links:
         raise ModelError("the decoder reads no context", at, "decoder(h=e): a decoder state or input "
                          "that receives the encoder state e's final value")
