@@ -33,6 +33,7 @@ import unfold as uf
 from gradcheck import Run, random_run, rel_error
 from randrec import random_model
 from unfold.lang.elementwise import FUNCTIONS
+from unfold.lang.zoo import zoo_names
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "examples" / "models"
@@ -40,9 +41,9 @@ ALL = os.environ.get("UNFOLD_TEST_ALL") == "1"
 
 #: small dims for every zoo model (distinct sizes, so a transposed index fails)
 SMALL = {
-    "birnn": dict(H=4, D=3, K=2), "dynamical": dict(S=3), "elman": dict(H=4, D=3, K=2),
+    "birnn": dict(H=4, D=3, K=2), "ctc": dict(H=4, D=3, C=5), "dynamical": dict(S=3), "elman": dict(H=4, D=3, K=2),
     "esn": dict(H=5, D=3, K=2), "gru": dict(H=4, D=3), "jordan": dict(H=4, D=3, K=2),
-    "lstm": dict(H=4, D=3), "seq2one": dict(H=4, D=3, K=2), "skip": dict(H=4, D=3),
+    "lstm": dict(H=4, D=3), "recursive": dict(H=4, D=3, K=2), "seq2one": dict(H=4, D=3, K=2), "skip": dict(H=4, D=3),
     "softsign": dict(H=4, D=3), "stacked": dict(H1=4, H2=3, D=2, K=2),
     "teacher": dict(H=4, D=3, K=2),
 }
@@ -142,7 +143,7 @@ def check_against_reference(fn, name, dtype, lengths=False, truncations=(None,))
 
 def test_every_zoo_model_is_covered():
     """A new model file must get small dims here; the zoo keeps its special cases."""
-    assert sorted(p.stem for p in MODELS.glob("*.rnn")) == ZOO
+    assert zoo_names("recurrence") == ZOO
     assert any(s.direction < 0 for s in model("birnn").states), "a backward state"
     assert max(model("skip").max_delay(s.name) for s in model("skip").states) >= 2, "a delay > 1"
 

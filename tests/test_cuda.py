@@ -18,11 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import unfold as uf
+from unfold.lang.zoo import zoo_names
 from gradcheck import random_run
 from randrec import random_model
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-ZOO = sorted(p.stem for p in (Path(uf.__file__).parent / "zoo").glob("*.rnn"))
+ZOO = zoo_names("recurrence")
 simulated = pytest.mark.skipif(not SIM, reason="runs in the simulator's child process")
 compiled = pytest.mark.skipif(SIM, reason="needs numba-cuda's compiler, not the simulator")
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
