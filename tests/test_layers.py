@@ -18,8 +18,8 @@ TREES = {"unfold": "unfold", "backends": "unfold.backends", "viz": "unfold.viz"}
 #: package prefix -> (layer, name); the longest prefix wins
 LAYERS = {"unfold.lang": (0, "lang"), "unfold.graph": (1, "graph"), "unfold.compiler": (2, "compiler"),
           "unfold.backends": (3, "backends"), "unfold.viz": (3, "viz"), "unfold.train": (3, "train"),
-          "unfold.bridges": (3, "bridges"), "unfold.seq2seq": (3, "seq2seq"), "unfold.tree": (3, "tree"),
-          "unfold.tools": (4, "tools"), "unfold": (5, "facade")}
+          "unfold.bridges": (3, "bridges"), "unfold.seq2seq": (3, "seq2seq"), "unfold.seqloss": (3, "seqloss"),
+          "unfold.tree": (3, "tree"), "unfold.tools": (4, "tools"), "unfold": (5, "facade")}
 
 
 def modules() -> dict[str, Path]:

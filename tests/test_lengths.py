@@ -17,9 +17,10 @@ import pytest
 
 import unfold as uf
 from gradcheck import random_run, rel_error
+from unfold.lang.zoo import zoo_names
 
 MODELS = Path(__file__).resolve().parent.parent / "examples" / "models"
-ZOO = sorted(p.stem for p in MODELS.glob("*.rnn"))
+ZOO = zoo_names("recurrence")
 TARGETS = ["reference", "numpy", "cpu"]
 
 LAST = """

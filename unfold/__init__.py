@@ -14,7 +14,7 @@ This module is the facade: the package's layers (`lang`, `graph`,
 `compiler`, `backends`, `viz`, `train`, `bridges`, `tools`;
 docs/architecture.md) never import it.
 """
-from . import seq2seq
+from . import seq2seq, seqloss, tree
 from .bridges import distributed
 from .bridges.jax import to_jax
 from .bridges.torch import to_torch
@@ -39,7 +39,7 @@ __all__ = ["evaluate", "clip_grad_norm", "grad_graph", "jacobian_norms", "value_
            "Kind", "unfold", "zoo_path", "draw", "distributed", "to_jax", "to_torch", "from_torch",
            "to_torch_state_dict", "Batch", "Checkpoint", "EarlyStopping", "History", "eval_loss", "fit",
            "generate", "load_model", "load_params", "one_hot", "optim", "pad_sequences", "random_windows",
-           "ridge_readout", "save", "seq2seq", "ctc_loss", "ctc_value_and_grad"]
+           "ridge_readout", "save", "seq2seq", "seqloss", "tree", "ctc_loss", "ctc_value_and_grad"]
 
 
 def draw(rec, view: str = "circuit", tau: int = 3, **options):

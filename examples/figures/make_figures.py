@@ -14,6 +14,9 @@ from pathlib import Path
 
 import unfold
 from unfold import viz
+from unfold.lang.zoo import zoo_names
+from unfold.seq2seq.draw import draw as draw_encoder_decoder
+from unfold.seqloss.draw import draw as draw_ctc
 
 HERE = Path(__file__).resolve().parent
 MODELS = HERE.parent / "models"
@@ -33,11 +36,16 @@ def readme_figures(out: Path) -> list[Path]:
 
 def all_figures(out: Path, fmt: str) -> list[Path]:
     written = []
-    for path in sorted(MODELS.glob("*.rnn")):
-        rec = unfold.load(str(path))
+    for name in zoo_names("recurrence"):
+        rec = load(name)
         for view in viz.VIEWS:
             graph = viz.draw(rec, view=view, tau=TAU.get(view, 3))
             written.append(viz.save(graph, out / f"{rec.name}_{view}.{fmt}"))
+    ed = unfold.seq2seq.load(MODELS / "encoder_decoder.rnn")       # the other front ends: their own views
+    ctc = unfold.seqloss.load(MODELS / "ctc.rnn")
+    for view in ("unfolded", "circuit"):
+        written.append(viz.save(draw_encoder_decoder(ed, view, tau=3), out / f"encoder_decoder_{view}.{fmt}"))
+        written.append(viz.save(draw_ctc(ctc, view, tau=4), out / f"ctc_{view}.{fmt}"))
     return written
 
 

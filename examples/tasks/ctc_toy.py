@@ -6,7 +6,8 @@ of noise alone between symbols (at least one between a symbol and its
 repeat, or "1 1" would read as "1").  The net is told the symbols, never
 where they are: the CTC loss sums over every alignment.  The model is the
 bidirectional RNN examples/models/ctc.rnn (logits z[t] over blank + 4
-symbols); training is a plain Adam loop on uf.ctc_value_and_grad.
+symbols, `loss = ctc(z[t], l)`); training is a plain Adam loop on its
+compiled loss (uf.seqloss.compile).
 
     python examples/tasks/ctc_toy.py                 # 400 steps: ~10 s, 99% of held-out sequences read right
 """
@@ -53,15 +54,15 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    rec = uf.load(MODEL).bind(H=32)
-    fn = uf.compile(rec, target="cpu")
-    params = rec.init_params(seed=0)
+    model = uf.seqloss.load(MODEL).bind(H=32)     # loss = ctc(z[t], l, blank=0)
+    fn = uf.seqloss.compile(model, target="cpu")
+    params = model.init_params(seed=0)
     opt = uf.optim.Adam(args.lr, clip=1.0)
     state = opt.init(params)
     test = batch(200, np.random.default_rng(1))
     for step in range(1, args.steps + 1):
         x, lengths, labels, L = batch(args.batch, rng)
-        loss, grads = uf.ctc_value_and_grad(fn, params, {"x": x}, labels, L, output="z", lengths=lengths)
+        loss, grads = fn.value_and_grad(params, {"x": x}, {"l": (labels, L)}, lengths=lengths, wrt="params")
         params, state = opt.update(params, grads, state)
         if step == 1 or step % (args.steps // 10) == 0:
             print(f"step {step:4d}  CTC loss {loss:.4f}  held-out sequences read right: {accuracy(fn, params, test):.0%}")

@@ -1,10 +1,13 @@
 """The built-in models (`unfold/zoo/*.rnn`, linked as `examples/models`).
 
 Most are one recurrence (`uf.load`); a file written as `with encoder:` and
-`with decoder(...):` blocks is an encoder–decoder (`uf.seq2seq.load`).
+`with decoder(...):` blocks is an encoder–decoder (`uf.seq2seq.load`), and
+one with a `loss = ctc(...)` line a recurrence under a sequence loss
+(`uf.seqloss.load`).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .errors import ModelError
@@ -21,14 +24,18 @@ def zoo_path(name: str) -> Path:
     return path
 
 
+#: how a model file of another front end than `uf.load` is written (tested on its text, not parsed)
+KINDS = {"encoder-decoder": re.compile(r"^with encoder", re.MULTILINE),
+         "sequence-loss": re.compile(r"^loss\s*=\s*ctc\s*\(", re.MULTILINE)}
+
+
+def model_kind(text: str) -> str:
+    """"recurrence", or the other front end a model's text is written for (KINDS)."""
+    return next((kind for kind, pattern in KINDS.items() if pattern.search(text)), "recurrence")
+
+
 def zoo_names(kind: str = "recurrence") -> list[str]:
-    """The built-in models of one kind: "recurrence" (one recurrence, `uf.load`),
-    "encoder-decoder" (`uf.seq2seq.load`) or "all"."""
-    if kind not in ("recurrence", "encoder-decoder", "all"):
-        raise ValueError(f"kind {kind!r}: expected recurrence, encoder-decoder or all")
-    out = []
-    for path in sorted(ZOO.glob("*.rnn")):
-        composite = any(line.startswith("with encoder") for line in path.read_text().splitlines())
-        if kind == "all" or composite == (kind == "encoder-decoder"):
-            out.append(path.stem)
-    return out
+    """The built-in models of one kind ("recurrence", a key of KINDS, or "all")."""
+    if kind not in ("recurrence", "all", *KINDS):
+        raise ValueError(f"kind {kind!r}: expected recurrence, all or one of {', '.join(KINDS)}")
+    return [p.stem for p in sorted(ZOO.glob("*.rnn")) if kind in ("all", model_kind(p.read_text()))]

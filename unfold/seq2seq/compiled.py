@@ -27,7 +27,7 @@ from .model import PARTS, EncoderDecoder
 
 
 class CompiledEncoderDecoder:
-    def __init__(self, ed: EncoderDecoder, target: str = "cpu", dtype=np.float32, **options):
+    def __init__(self, ed: EncoderDecoder, target: str = "cpu", dtype=np.float64, **options):
         self.ed, self.target = ed, target
         self.encoder = compile_part(ed.encoder, target=target, dtype=dtype, **options)
         self.decoder = compile_part(ed.decoder, target=target, dtype=dtype, **options)
@@ -111,6 +111,6 @@ class CompiledEncoderDecoder:
         return cot
 
 
-def compile(ed: EncoderDecoder, target: str = "cpu", dtype=np.float32, **options) -> CompiledEncoderDecoder:
+def compile(ed: EncoderDecoder, target: str = "cpu", dtype=np.float64, **options) -> CompiledEncoderDecoder:
     """Both parts compiled for `target` (options as for `uf.compile`)."""
     return CompiledEncoderDecoder(ed, target, dtype, **options)

@@ -39,6 +39,7 @@ from ..lang.errors import Loc, ModelError
 from ..lang.ir import Role
 from ..lang.recurrence import Recurrence
 from ..lang.source import Source, decode
+from ..lang.zoo import model_kind
 
 PARTS = ("encoder", "decoder")
 
@@ -93,7 +94,7 @@ class EncoderDecoder:
 
 def is_encoder_decoder(text: str) -> bool:
     """Whether a model's text is written as encoder and decoder blocks (a cheap test, no parse)."""
-    return any(line.startswith(("with encoder", "with decoder")) for line in text.splitlines())
+    return model_kind(text) == "encoder-decoder"
 
 
 def load(path) -> EncoderDecoder:

@@ -30,7 +30,7 @@ from ..compiler.backend import BACKENDS
 from ..compiler.passes import PASS_NAMES
 from ..lang.errors import ModelError, UnfoldError
 from ..lang.initializers import memory_limit
-from ..seq2seq.model import EncoderDecoder, is_encoder_decoder
+from ..lang.recurrence import Recurrence
 from . import argtypes
 from .argtypes import PEERS
 
@@ -42,19 +42,11 @@ NODE_BYTES = 2048
 
 
 def _model(args):
-    """The checked model of args.model: a recurrence, or an encoder–decoder (tools/composite.py)."""
+    """The checked model of args.model: a recurrence, or a model another front
+    end reads (an encoder–decoder, a CTC model: tools/composite.py)."""
     from ..lang.dsl import load
-    from ..seq2seq import load as load_encoder_decoder
     from . import composite
-    try:
-        text = Path(args.model).read_bytes()[:1 << 20].decode("utf-8", "replace")
-    except OSError:
-        text = ""   # load() reports it
-    if is_encoder_decoder(text):
-        rec = load_encoder_decoder(args.model)
-        composite.refuse(args.command, rec)
-    else:
-        rec = load(args.model)
+    rec = composite.load(args.model, args.command) or load(args.model)
     dims = argtypes.dims(args.dims)
     unknown = sorted(set(dims) - set(rec.dims))
     if unknown:
@@ -80,8 +72,9 @@ def _output(path: str, suffixes: tuple[str, ...], flag: str) -> Path:
 def _fits(rec, tau: int, batch: int = 1, graphs: int = 1):
     """Refuse a run whose unfolded graphs (`graphs` of them: forward, gradient)
     and values clearly cannot fit in this machine's memory."""
-    if isinstance(rec, EncoderDecoder):
-        for part in rec.parts.values():
+    if not isinstance(rec, Recurrence):
+        from .composite import parts
+        for part in parts(rec):
             _fits(part, tau, batch, graphs)
         return
     from ..lang.ir import walk
@@ -107,7 +100,7 @@ def cmd_show(args):
     from . import composite
     rec = _model(args)
     print(rec.listing())
-    if isinstance(rec, EncoderDecoder):
+    if not isinstance(rec, Recurrence):
         print(composite.describe_inputs(rec))
 
 
@@ -159,7 +152,7 @@ def cmd_check(args):
     from .gradcheck import check_compiled, gradcheck, random_run, table
     rec = _model(args)
     _fits(rec, args.tau, args.batch, graphs=3)
-    if isinstance(rec, EncoderDecoder):   # an encoder–decoder
+    if not isinstance(rec, Recurrence):   # an encoder–decoder, a CTC model
         from . import composite
         ok = composite.check(rec, args.target, args.tau, args.batch, args.seed, _options(args))
         print("gradient check: " + ("passed" if ok else "FAILED"))
@@ -212,9 +205,9 @@ def cmd_draw(args):
     out = _output(args.out, tuple("." + f for f in FORMATS), "-o")
     rec = _model(args)
     _fits(rec, args.tau)
-    if isinstance(rec, EncoderDecoder):   # an encoder–decoder: both parts, the context between them
-        from ..seq2seq.draw import draw as draw_encoder_decoder
-        graph = draw_encoder_decoder(rec, view=args.view, tau=args.tau, force=args.force)
+    if not isinstance(rec, Recurrence):   # an encoder–decoder, a CTC model
+        from . import composite
+        graph = composite.draw(rec, view=args.view, tau=args.tau, force=args.force)
     else:
         graph = viz.draw(rec, view=args.view, tau=args.tau, force=args.force)
     viz.save(graph, out)

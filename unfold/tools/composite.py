@@ -1,58 +1,92 @@
-"""The command line for models of several recurrences: an encoder–decoder file
-(`with encoder:` / `with decoder(...):` blocks) is shown, checked and drawn
-here; `cli` sends it here when the file is written that way."""
+"""The command line for models another front end than `uf.load` reads: an
+encoder–decoder (`with encoder:` / `with decoder(...):` blocks, unfold.seq2seq)
+and a recurrence under a sequence loss (`loss = ctc(z[t], l)`, unfold.seqloss).
+`cli` sends such a file here (lang.zoo.model_kind tells them apart); `show`,
+`check` and `draw` take them."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..lang.errors import UnfoldError
 from ..lang.ir import Role
+from ..lang.zoo import model_kind
+from ..seq2seq.model import EncoderDecoder
 from .gradcheck import gradcheck, random_run, table
 
-#: the commands that take an encoder–decoder model
+#: the commands that take these models
 COMMANDS = ("show", "check", "draw")
 
 
-def refuse(command: str, ed) -> None:
+def load(path: str, command: str):
+    """The model of `path` if another front end reads it, else None."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return None   # uf.load reports it
+    kind = model_kind(text)
+    if kind == "recurrence":
+        return None
     if command not in COMMANDS:
-        raise UnfoldError(f"{ed.file} is an encoder–decoder model: `unfold {command}` takes one recurrence "
-                          f"(expected one of: unfold {', '.join(COMMANDS)})")
+        raise UnfoldError(f"{path} is {'an encoder–decoder' if kind == 'encoder-decoder' else 'a CTC'} model: "
+                          f"`unfold {command}` takes one recurrence (expected one of: unfold {', '.join(COMMANDS)})")
+    if kind == "encoder-decoder":
+        from ..seq2seq import load as load_encoder_decoder
+        return load_encoder_decoder(path)
+    from ..seqloss import load as load_sequence_loss
+    return load_sequence_loss(path)
 
 
-def random_problem(ed, tau: int, batch: int, seed: int):
-    """Params, inputs, targets and per-part lengths (one full-length sequence, the others random)."""
-    params = ed.init_params(seed)
-    _, inputs, _, _ = random_run(ed.encoder, tau, batch, seed)
-    _, dec_inputs, targets, _ = random_run(ed.decoder, tau, batch, seed + 1)
-    inputs.update({k: v for k, v in dec_inputs.items() if k not in ed.linked_inputs()})
+def parts(model) -> list:
+    """The recurrences a model is made of."""
+    return list(model.parts.values()) if isinstance(model, EncoderDecoder) else [model.recurrence]
+
+
+def random_problem(model, tau: int, batch: int, seed: int):
+    """Params, inputs, targets and lengths (one full-length sequence, the others random)."""
     rng = np.random.default_rng(seed)
+    if not isinstance(model, EncoderDecoder):   # CTC: labels short enough to align
+        params, inputs, _, _ = random_run(model.recurrence, tau, batch, seed)
+        lengths = np.concatenate([[tau], rng.integers(max(1, tau // 2), tau + 1, batch - 1)])
+        labels = [rng.integers(0, model.classes - 1, rng.integers(0, n // 2 + 1)) for n in lengths]
+        labels = [np.where(s >= model.blank, s + 1, s) for s in labels]   # never the blank
+        return params, inputs, {model.labels: labels}, lengths
+    params = model.init_params(seed)
+    _, inputs, _, _ = random_run(model.encoder, tau, batch, seed)
+    _, dec_inputs, targets, _ = random_run(model.decoder, tau, batch, seed + 1)
+    inputs.update({k: v for k, v in dec_inputs.items() if k not in model.linked_inputs()})
     lengths = {p: np.concatenate([[tau], rng.integers(1, tau + 1, batch - 1)]) for p in ("encoder", "decoder")}
     return params, inputs, targets, lengths
 
 
-def check(ed, target: str, tau: int, batch: int, seed: int, options: dict) -> bool:
+def compile_model(model, target: str, dtype=np.float64, **options):
+    if isinstance(model, EncoderDecoder):
+        from ..seq2seq import compile as compile_ed
+        return compile_ed(model, target, dtype, **options)
+    from ..seqloss import compile as compile_sl
+    return compile_sl(model, target, dtype, **options)
+
+
+def check(model, target: str, tau: int, batch: int, seed: int, options: dict) -> bool:
     """Values and gradients of `target` against the step-program interpreter, and
-    float64 finite differences of the whole composition; prints the tables."""
-    from ..seq2seq import compile as compile_ed
-    params, inputs, targets, lengths = random_problem(ed, tau, batch, seed)
-    print(f"gradient check of encoder–decoder {ed.name}: tau={tau} (both parts) batch={batch} float64, "
-          f"lengths {lengths['encoder'].tolist()} and {lengths['decoder'].tolist()}, target={target}")
-    fn = compile_ed(ed, "numpy" if target == "reference" else target, np.float64, **options)
+    float64 finite differences of the whole model; prints the tables."""
+    params, inputs, targets, lengths = random_problem(model, tau, batch, seed)
+    shown = {k: v.tolist() for k, v in lengths.items()} if isinstance(lengths, dict) else lengths.tolist()
+    print(f"gradient check of {model.name}: tau={tau} batch={batch} float64, lengths {shown}, target={target}")
+    fn = compile_model(model, "numpy" if target == "reference" else target, np.float64, **options)
     ok = True
     if target not in ("reference", "numpy"):
-        ok = _against_interpreter(fn, ed, params, inputs, targets, lengths)
+        ok = _against_interpreter(fn, model, params, inputs, targets, lengths)
     vg = lambda r, p, i, t, **kw: fn.value_and_grad(p, i, t, lengths=lengths)  # noqa: E731
     loss = lambda p, i, ini: fn.loss(p, i, targets, lengths=lengths)  # noqa: E731
-    tensors = [(k, params, k) for k in sorted(params)]
-    tensors += [(k, inputs, k) for k in sorted(inputs)]
+    tensors = [(k, params, k) for k in sorted(params)] + [(k, inputs, k) for k in sorted(inputs)]
     rows = gradcheck(None, params, inputs, targets, value_and_grad=vg, loss_fn=loss, tensors=tensors)
     print(table(rows))
     return ok and all(r.ok for r in rows)
 
 
-def _against_interpreter(fn, ed, params, inputs, targets, lengths) -> bool:
-    from ..seq2seq import compile as compile_ed
-    ref = compile_ed(ed, "numpy", np.float64)
+def _against_interpreter(fn, model, params, inputs, targets, lengths) -> bool:
+    ref = compile_model(model, "numpy")
     loss_c, grads_c = fn.value_and_grad(params, inputs, targets, lengths=lengths)
     loss_r, grads_r = ref.value_and_grad(params, inputs, targets, lengths=lengths)
     print(f"{'tensor':<14} {'compiled vs interpreter max rel diff':>38}  ok")
@@ -65,11 +99,23 @@ def _against_interpreter(fn, ed, params, inputs, targets, lengths) -> bool:
     return ok
 
 
-def describe_inputs(ed) -> str:
+def describe_inputs(model) -> str:
     """What a call takes, for `unfold show`."""
-    parts = []
-    for name, rec in ed.parts.items():
-        given = [s.name for s in rec.of_role(Role.INPUT) if s.name not in ed.linked_inputs()]
-        parts.append(f"{name}: inputs {', '.join(given) or 'none'}; targets "
-                     f"{', '.join(s.name for s in rec.of_role(Role.TARGET)) or 'none'}")
-    return "call: " + "; ".join(parts)
+    if not isinstance(model, EncoderDecoder):
+        given = ", ".join(s.name for s in model.recurrence.of_role(Role.INPUT)) or "none"
+        return (f"call: inputs {given}; targets {{'{model.labels}': one label sequence per sequence}} "
+                f"(or (padded [B, S], lengths [B]))")
+    out = []
+    for name, rec in model.parts.items():
+        given = [s.name for s in rec.of_role(Role.INPUT) if s.name not in model.linked_inputs()]
+        out.append(f"{name}: inputs {', '.join(given) or 'none'}; targets "
+                   f"{', '.join(s.name for s in rec.of_role(Role.TARGET)) or 'none'}")
+    return "call: " + "; ".join(out)
+
+
+def draw(model, view: str, tau: int, force: bool):
+    if isinstance(model, EncoderDecoder):
+        from ..seq2seq.draw import draw as draw_ed
+        return draw_ed(model, view=view, tau=tau, force=force)
+    from ..seqloss.draw import draw as draw_sl
+    return draw_sl(model, view=view, tau=tau, force=force)
