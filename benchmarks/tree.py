@@ -137,7 +137,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args(argv)
     lo, hi = map(int, args.leaves.split(","))
-    rec = uf.load(MODEL).bind(H=args.H, D=args.H)
+    rec = uf.tree.load(MODEL).bind(H=args.H, D=args.H)
     trees, xs, labels = make_batch(args.trees, (lo, hi), args.H)
     batch = uf.tree.TreeBatch(trees)
     print(f"{args.trees} trees of {lo}-{hi} leaves: {batch.n} nodes, {len(batch.levels)} levels "

@@ -43,7 +43,7 @@ ALL = os.environ.get("UNFOLD_TEST_ALL") == "1"
 SMALL = {
     "birnn": dict(H=4, D=3, K=2), "dynamical": dict(S=3), "elman": dict(H=4, D=3, K=2),
     "esn": dict(H=5, D=3, K=2), "gru": dict(H=4, D=3), "jordan": dict(H=4, D=3, K=2),
-    "lstm": dict(H=4, D=3), "recursive": dict(H=4, D=3, K=2), "seq2one": dict(H=4, D=3, K=2), "skip": dict(H=4, D=3),
+    "lstm": dict(H=4, D=3), "seq2one": dict(H=4, D=3, K=2), "skip": dict(H=4, D=3),
     "softsign": dict(H=4, D=3), "stacked": dict(H1=4, H2=3, D=2, K=2),
     "teacher": dict(H=4, D=3, K=2),
 }

@@ -65,7 +65,7 @@ def agree(rec, target="numpy", tau=5, batch=3, lengths=None, truncate=None, seed
 
 #: model -> (projections, per-step matmul stages, fused stages, apply stages)
 STAGES = {"birnn": (1, 4, 3, 1), "dynamical": (0, 1, 1, 1), "elman": (1, 2, 2, 1), "esn": (1, 2, 2, 1),
-          "gru": (1, 1, 1, 1), "jordan": (1, 2, 2, 1), "lstm": (1, 1, 1, 1), "recursive": (3, 1, 2, 1), "seq2one": (1, 2, 2, 1),
+          "gru": (1, 1, 1, 1), "jordan": (1, 2, 2, 1), "lstm": (1, 1, 1, 1), "seq2one": (1, 2, 2, 1),
           "skip": (1, 2, 3, 1), "softsign": (1, 2, 2, 1), "stacked": (1, 4, 3, 1), "teacher": (2, 1, 2, 1)}
 
 

@@ -21,7 +21,6 @@ SMALL = {
     "gru": dict(H=3, D=2),
     "jordan": dict(H=3, D=2, K=3),
     "lstm": dict(H=3, D=2),
-    "recursive": dict(H=3, D=2, K=2),
     "seq2one": dict(H=3, D=2, K=3),
     "skip": dict(H=3, D=2),
     "softsign": dict(H=3, D=2),

@@ -24,7 +24,7 @@ H, D, K = 5, 4, 3
 
 @pytest.fixture(scope="module")
 def rec():
-    return uf.load(MODEL).bind(H=H, D=D, K=K)
+    return uf.tree.load(MODEL).bind(H=H, D=D, K=K)
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +234,7 @@ def test_tree_vjp_of_the_states_against_torch(params, rec):
 def test_tree_cuda_in_the_simulator(tmp_path):
     pytest.importorskip("numba.cuda")
     script = ("import numpy as np, unfold as uf\nfrom unfold import tree as T\n"
-              f"rec = uf.load({str(MODEL)!r}).bind(H=4, D=10)\np = rec.init_params(seed=0)\n"
+              f"rec = uf.tree.load({str(MODEL)!r}).bind(H=4, D=10)\np = rec.init_params(seed=0)\n"
               "trees, xs, y = T.sentiment(3, np.random.default_rng(0), leaves=(1, 5))\n"
               "a = T.compile(rec, target='numpy').value_and_grad(p, trees, {'x': xs}, y)\n"
               "b = T.compile(rec, target='cuda').value_and_grad(p, trees, {'x': xs}, y)\n"
@@ -292,7 +292,7 @@ def test_tree_malformed_errors_name_the_tree_and_the_parent_array(tf, params):
         tf(params, trees, {})
     with pytest.raises(uf.InputError, match=r"labels must be integer classes in 0..2"):
         tf.value_and_grad(params, trees, {"x": xs}, [0, 3])
-    with pytest.raises(uf.InputError, match=r"reads 2 \(hl, hr\)"):
+    with pytest.raises(uf.InputError, match=r"reads 2 \(h_left, h_right\)"):
         tf(params, [T.Tree.of([[1, -1, -1], [-1, -1, -1]])], {"x": [xs[0][:2]]})
 
 
@@ -341,9 +341,9 @@ def test_tree_of_any_arity_with_a_vjp():
 
 def test_tree_cell_names_are_checked(rec):
     with pytest.raises(uf.ModelError, match=r"no a child's state \(an input\) named `hz`"):
-        T.compile(rec, target="numpy", children=("hl", "hz"))
+        T.compile(rec, target="numpy", children=("h_left", "hz"))
     with pytest.raises(uf.ModelError, match="has shape"):
-        T.compile(rec, target="numpy", children=("hl", "x"))
+        T.compile(rec, target="numpy", children=("h_left", "x"))
 
 
 def test_tree_dag_and_drawing():
@@ -354,3 +354,46 @@ def test_tree_dag_and_drawing():
     assert dag.has_edge("o[0]", "L")
     src = T.draw_tree(t).source
     assert "3 levels = compiled calls" in src and 'h[3] -> "h[1]"' in src.replace('"h[3]"', "h[3]")
+
+
+# -- the text: h[left(n)] ------------------------------------------------------------
+TREE_BASE = ("H = dim(3)\nK = dim(2)\nx = input(H)\ny = target(K)\nW = param(H, H)\nV = param(K, H)\n"
+             "h = state(H, init=0)\n")
+
+
+def test_the_tree_text_becomes_a_cell_with_the_childrens_states_as_inputs():
+    m = T.load(MODEL)
+    assert m.children == ("h_left", "h_right") and (m.state, m.logits) == ("h", "o")
+    cell = m.cell
+    assert {s.name for s in cell.of_role(uf.Role.INPUT)} == {"x", "h_left", "h_right"}
+    assert "h[t] = tanh(Wl @ h_left[t] + Wr @ h_right[t] + U @ x[t] + b)" in cell.listing()
+
+
+@pytest.mark.parametrize("tail, words, line, col", [
+    ("h[n] = tanh(W @ h[left(n)] + x[n] + q)\no[n] = V @ h[n]\nloss = mean_n(softmax_cross_entropy(o[n], y[n]))\n",
+     "unknown name `q`", 8, 37),
+    ("h[n] = tanh(W @ h[t-1] + x[n])\no[n] = V @ h[n]\nloss = mean_n(softmax_cross_entropy(o[n], y[n]))\n",
+     "indexes by the node", 8, 17),
+    ("h[n] = tanh(W @ x[left(n)])\no[n] = V @ h[n]\nloss = mean_n(softmax_cross_entropy(o[n], y[n]))\n",
+     "only the state `h` is read at a child", 8, 17),
+    ("h[n] = tanh(W @ h[left(n)] + x[n])\no[n] = V @ h[n]\nloss = sum_n(sum(o[n]))\n",
+     "mean cross-entropy over its labelled nodes", 10, 8),
+    ("g = state(H, init=0)\nh[n] = tanh(W @ h[left(n)] + x[n])\n", "has one state", 8, 1),
+])
+def test_tree_text_errors_point_at_the_file(tail, words, line, col):
+    with pytest.raises(uf.ModelError, match=words) as info:
+        T.parse_tree(TREE_BASE + tail, "t.rnn")
+    e = info.value
+    assert (e.loc.file, e.loc.line, e.loc.col) == ("t.rnn", line, col), str(e)
+    assert e.expected
+
+
+def test_cli_checks_and_draws_a_tree_network(tmp_path, capsys):
+    from unfold.tools import cli
+    assert cli.main(["check", str(MODEL), "--target", "cpu", "--batch", "3", "--dims", "H=4,D=3"]) == 0
+    assert "gradient check: passed" in capsys.readouterr().out
+    out = tmp_path / "tree.dot"
+    assert cli.main(["draw", str(MODEL), "--view", "unfolded", "--tau", "4", "-o", str(out)]) == 0
+    assert "h_left" in out.read_text() and "levels = compiled calls" in out.read_text()
+    assert cli.main(["run", str(MODEL), "--tau", "2"]) == 2
+    assert "a tree model" in capsys.readouterr().err

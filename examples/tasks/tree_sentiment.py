@@ -38,7 +38,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--figure", help="also draw one unfolded tree (.svg, .png, .dot)")
     args = ap.parse_args(argv)
 
-    rec = uf.load(MODEL)
+    rec = uf.tree.load(MODEL)
     tf = uf.tree.compile(rec, target=args.target)
     rng = np.random.default_rng(args.seed)
     test_trees, test_xs, test_y = uf.tree.sentiment(500, np.random.default_rng(12345))

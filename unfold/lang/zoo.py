@@ -3,7 +3,8 @@
 Most are one recurrence (`uf.load`); a file written as `with encoder:` and
 `with decoder(...):` blocks is an encoder–decoder (`uf.seq2seq.load`), and
 one with a `loss = ctc(...)` line a recurrence under a sequence loss
-(`uf.seqloss.load`).
+(`uf.seqloss.load`), and one that reads `h[left(n)]` a recursive (tree)
+network (`uf.tree.load`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def zoo_path(name: str) -> Path:
 
 #: how a model file of another front end than `uf.load` is written (tested on its text, not parsed)
 KINDS = {"encoder-decoder": re.compile(r"^with encoder", re.MULTILINE),
-         "sequence-loss": re.compile(r"^loss\s*=\s*ctc\s*\(", re.MULTILINE)}
+         "sequence-loss": re.compile(r"^loss\s*=\s*ctc\s*\(", re.MULTILINE),
+         "tree": re.compile(r"\[\s*(left|right)\s*\(\s*n\s*\)\s*\]")}
 
 
 def model_kind(text: str) -> str:

@@ -14,8 +14,10 @@ import graphviz
 import networkx as nx
 
 from unfold.graph.unfolding import Kind
+from unfold.lang.ir import Role
 from unfold.viz import style
 
+from .model import TreeModel
 from .trees import Tree
 
 
@@ -46,10 +48,13 @@ def tree_dag(tree: Tree, children=("hl", "hr"), node_input: str | None = "x", lo
 
 
 def draw_tree(tree: Tree, cell=None, caption: str | None = None, inputs: str = "leaves") -> graphviz.Digraph:
-    """A graphviz drawing of `tree` unfolded; `cell` (a TreeCompiled) names the
-    children inputs, the node input and the logits (default hl, hr, x, o)."""
+    """A graphviz drawing of `tree` unfolded; `cell` (a TreeModel or a TreeCompiled)
+    names the children inputs, the node input and the logits (default hl, hr, x, o)."""
     children = cell.children if cell is not None else ("hl", "hr")
-    node_input = next(iter(cell.node_inputs), None) if cell is not None else "x"
+    if isinstance(cell, TreeModel):
+        node_input = next((s.name for s in cell.cell.of_role(Role.INPUT) if s.name not in children), None)
+    else:
+        node_input = next(iter(cell.node_inputs), None) if cell is not None else "x"
     logits = cell.logits if cell is not None else "o"
     dag = tree_dag(tree, children, node_input, logits, inputs)
     g = graphviz.Digraph(graph_attr=dict(style.GRAPH_ATTR, rankdir="BT", ranksep="0.35"),

@@ -1,13 +1,14 @@
 """A tree cell compiled once, run over batches of trees one depth level at a time.
 
-    cell = uf.load("examples/models/recursive.rnn")     # h[t] from hl[t], hr[t], x[t]
-    tf = uf.tree.compile(cell, target="cpu")
+    model = uf.tree.load("examples/models/recursive.rnn")   # h[n] from h[left(n)], h[right(n)], x[n]
+    tf = uf.tree.compile(model, target="cpu")
     batch = uf.tree.TreeBatch(trees)                    # trees: Tree(left, right) each
     out = tf(params, batch, {"x": xs})                  # {"h": [N, H], "o": [N, K]}, every node
     loss, grads = tf.value_and_grad(params, batch, {"x": xs}, labels)   # labels: one class per tree (root)
 
 The cell is an ordinary model run for one step (tau = 1) whose children's
-states are inputs (`hl`, `hr`): the compiled kernels are used as they are.
+states are inputs (`h_left`, `h_right`, made from `h[left(n)]` by tree.model):
+the compiled kernels are used as they are.
 Forward: for each level (leaves first), one call whose batch is every node of
 that level in every tree, the children's states gathered from the levels
 below (a missing child reads zeros) -- TensorFlow Fold's and DyNet's
@@ -37,7 +38,7 @@ from ..compiler.driver import Compiled
 from ..compiler.driver import compile as compile_cell
 from ..lang.errors import InputError, ModelError
 from ..lang.ir import Role
-from ..lang.recurrence import Recurrence
+from .model import TreeModel
 from .trees import TreeBatch
 
 
@@ -267,9 +268,17 @@ def softmax_xent(logits: np.ndarray, classes: np.ndarray) -> tuple[float, np.nda
     return float(-logp[rows, classes].mean()), d / len(classes)
 
 
-def compile(rec: Recurrence, target: str = "cpu", children=("hl", "hr"), state: str = "h",
+def compile(model, target: str = "cpu", children=None, state: str | None = None,
             logits: str | None = "o", pad: bool = True, **options) -> TreeCompiled:
-    """Compile the cell `rec` and wrap it as a tree-RNN (options: `uf.compile`'s).
-    pad: run each level padded to one of a few sizes (`padded`), each size with
-    buffers of its own, so that calls reuse them; False runs exact sizes."""
+    """Compile a tree network and wrap it as a tree-RNN (options: `uf.compile`'s).
+    model: a `TreeModel` (`uf.tree.load`: h[left(n)] in the text; it names the
+    children, the state and the logits), or a cell `Recurrence` whose children's
+    states are inputs (default names hl, hr; state h).  pad: run each level
+    padded to one of a few sizes (`padded`), each size with buffers of its
+    own, so that calls reuse them; False runs exact sizes."""
+    if isinstance(model, TreeModel):
+        rec, children = model.cell, children or model.children
+        state, logits = state or model.state, model.logits if logits == "o" else logits
+    else:
+        rec, children, state = model, children or ("hl", "hr"), state or "h"
     return TreeCompiled(compile_cell(rec, target=target, **options), children, state, logits, pad)
