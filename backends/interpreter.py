@@ -113,7 +113,7 @@ class _Run:
                 self.store(self.p.places[vid], t, env[symbol(vid)])
         else:
             v = self.p.values[st.value]
-            out = v.op.forward([self.value(a, t) for a in v.args], v.node(), self.ctx)
+            out = v.op.forward([self.value(a, t) for a in v.args], {**v.node(), "t": t}, self.ctx)
             self.store(self.p.places[v.id], t, self.shaped(out, v.size, v.batched))
 
     def loss(self) -> float:

@@ -21,10 +21,15 @@
   biases, scalar params, `tanh sigmoid sin softplus`, a user-defined `def`
   (one- or two-argument), `concat(a, b)[lo:hi]`, and `sum`/`mean` times a vector;
 - a loss `sum_t`, `mean_t` or `last_t` of `mse`, `softmax_cross_entropy`,
-  `sum(e * e)` or `mean(tanh(e))`.
+  `sum(e * e)` or `mean(tanh(e))`;
+- with `pieces=True`, also the language pieces of issue 13: `max`, `min`,
+  `clip`, `softmax`, `log_softmax`, a `param(1)` broadcast over a vector and
+  the step index `t` as a value (off by default, so the examples other tests
+  draw stay the ones they always drew).
 
-Everything is smooth (no abs, relu, log, sqrt or division by an input), so
-central finite differences are accurate, and all models are valid by
+Everything is smooth (no abs, relu, log, sqrt or division by an input; the
+kinks of max, min and clip are met with probability 0), so central finite
+differences are accurate, and all models are valid by
 construction: a model that does not parse is a bug in the parser or here.
 Equations are written in a random order (the checker sorts them).
 tau >= max delay is not guaranteed; `tau` is 2..5 and `batch` 1..3.
@@ -47,8 +52,8 @@ USER_FUNCTIONS = (
 class _Model:
     """The pieces of one random model, drawn one decision at a time."""
 
-    def __init__(self, draw, max_states, max_delay, backward, max_depth):
-        self.draw, self.max_delay, self.max_depth = draw, max_delay, max_depth
+    def __init__(self, draw, max_states, max_delay, backward, max_depth, pieces=False):
+        self.draw, self.max_delay, self.max_depth, self.pieces = draw, max_delay, max_depth, pieces
         self.dims = {"N": draw(st.integers(1, 3)), "M": draw(st.integers(1, 3))}
         self.inputs = {"x": "N"}
         if draw(st.booleans()):
@@ -89,8 +94,10 @@ class _Model:
         if depth <= 0 or d(st.integers(0, 4)) == 0:
             return self.leaf(dim, backward)
         kind = d(st.sampled_from(["matmul", "matmul", "arith", "fn", "user", "bias", "scale",
-                                  "slice", "reduce"]))
+                                  "slice", "reduce"] + (["piece", "piece"] if self.pieces else [])))
         sub = lambda dd=dim: self.expr(dd, depth - 1, backward)  # noqa: E731
+        if kind == "piece":
+            return self.piece(dim, sub)
         if kind == "matmul":
             din = d(st.sampled_from(["N", "M"]))
             return f"({self.param(dim, din)} @ {sub(din)})"
@@ -112,6 +119,19 @@ class _Model:
             lo = d(st.integers(0, self.dims[other]))
             return f"concat({sub()}, {sub(other)})[{lo}:{lo + self.dims[dim]}]"
         return f"({d(st.sampled_from(['sum', 'mean']))}({sub()}) * {sub()})"
+
+    def piece(self, dim: str, sub) -> str:
+        """One of the language pieces of issue 13 (`pieces=True`)."""
+        kind = self.draw(st.sampled_from(["max", "min", "clip", "softmax", "log_softmax", "broadcast", "t"]))
+        if kind in ("max", "min"):
+            return f"{kind}({sub()}, {sub() if self.draw(st.booleans()) else '0.25'})"
+        if kind == "clip":
+            return f"clip({sub()}, -0.5, {self.param('1') if self.draw(st.booleans()) else '0.75'})"
+        if kind in ("softmax", "log_softmax"):
+            return f"{kind}({sub()})"
+        if kind == "broadcast":
+            return f"({self.param('1')} * {sub()})"
+        return f"({sub()} + 0.25 * t)"
 
     def state_rhs(self, name: str, dim: str) -> str:
         body = self.expr(dim, self.max_depth)
@@ -191,10 +211,11 @@ def _rename(draw, text: str) -> str:
 
 @st.composite
 def random_model(draw, max_states: int = 3, max_delay: int = 3, backward: bool = True,
-                 max_depth: int = 3, hostile: bool = False):
+                 max_depth: int = 3, hostile: bool = False, pieces: bool = False):
     """A strategy of (text, tau, batch): a random valid `.rnn` model and run sizes;
-    `hostile`: some symbols renamed to names the compiler itself uses (`HOSTILE`)."""
-    text = _Model(draw, max_states, max_delay, backward, max_depth).text()
+    `hostile`: some symbols renamed to names the compiler itself uses (`HOSTILE`);
+    `pieces`: expressions may use max, min, clip, softmax, param(1) and `t`."""
+    text = _Model(draw, max_states, max_delay, backward, max_depth, pieces).text()
     if hostile:
         text = _rename(draw, text)
     return text, draw(st.integers(2, 5)), draw(st.integers(1, 3))

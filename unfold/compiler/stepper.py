@@ -9,7 +9,8 @@ the forward kernel and reads the new values out: no checks beyond the
 arrays' shapes, no allocation but the returned values, so a step of a small
 cell costs a few microseconds.  A state read k > 1 steps back carries its
 last k values, oldest first ([k, B, n]); a model whose inputs are read late
-(`x[t-1]`) or that has backward states cannot be stepped.
+(`x[t-1]`), that reads the step index `t` or that has backward states
+cannot be stepped.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..graph.runargs import RunArgs
 from ..lang.errors import InputError, ModelError
-from ..lang.ir import Role
+from ..lang.ir import Call, Role, walk
 from . import layout
 from .program import Layout, Leaf
 from .threads import BlasThreads
@@ -27,10 +28,13 @@ class Stepper:
     def __init__(self, fn, params, batch: int = 1):
         rec = fn.rec
         late = sorted({v.name for v in fn.program().values.values() if v.leaf is Leaf.INPUT and v.offset})
-        if late or any(s.direction < 0 for s in rec.states):
-            raise ModelError(f"`{rec.name}` cannot be run one step at a time: "
-                             + (f"it reads {', '.join(late)} late" if late else "it has a backward state"),
-                             expected="inputs read at [t] and forward states only")
+        reads_t = any(isinstance(n, Call) and n.op.name == "t" for eq in rec.equations for n in walk(eq.expr))
+        if late or reads_t or any(s.direction < 0 for s in rec.states):
+            why = (f"it reads {', '.join(late)} late" if late else
+                   "it reads the step index `t`, which a one-step run would read as 0" if reads_t else
+                   "it has a backward state")
+            raise ModelError(f"`{rec.name}` cannot be run one step at a time: {why}",
+                             expected="inputs read at [t], forward states only, no `t` as a value")
         zeros = {s.name: np.zeros(((1,) if s.timed else ()) + (batch,) + s.shape, fn.dtype)
                  for s in rec.of_role(Role.INPUT, Role.TARGET)}
         self.run = RunArgs.check(rec, params, {k: v for k, v in zeros.items() if rec.symbols[k].role is Role.INPUT},

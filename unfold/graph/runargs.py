@@ -61,7 +61,11 @@ class RunArgs:
                         continue  # only the loss reads it, and no loss is asked for
                     raise InputError(f"missing {what} `{s.name}` ({'[T, B, ' if s.timed else '[B, '}"
                                      f"{', '.join(map(str, s.shape))}])")
-                seqs[s.name] = _array(s.name, given[s.name], dt, strict, device)
+                a = given[s.name]
+                if s.name in rec.class_targets and getattr(a, "dtype", None) is not None \
+                        and np.dtype(a.dtype).kind in "iu" and not is_device_array(a):
+                    a = np.ascontiguousarray(a, dt)  # class indices may be given as integers
+                seqs[s.name] = _array(s.name, a, dt, strict, device)
         tau, batch = _sizes(rec, seqs, _count("tau", tau), _count("batch", batch))
         _check_memory(rec, tau, batch, dt)
         for name, a in seqs.items():
@@ -72,6 +76,7 @@ class RunArgs:
                                  f"{_shape_text(want)} ({'[T, B, ...], time-major' if s.timed else '[B, ...]'})")
         inits = _check_init(rec, init, batch, dt, strict)
         lengths, mask = _check_lengths(lengths, tau, batch)
+        _check_classes(rec, seqs, mask)
         return cls(params, seqs, inits, lengths, tau, batch, dt, mask)
 
     @property
@@ -237,3 +242,19 @@ def _check_lengths(lengths, tau, batch):
         raise InputError(f"lengths must lie in 1..{tau}; got {a.min()}..{a.max()}")
     steps = np.arange(tau + 1)[:, None]
     return a.astype(np.int64), (steps >= 1) & (steps <= a[None, :])
+
+
+def _check_classes(rec, seqs, mask):
+    """Class-index targets hold whole numbers 0..K-1 where sequences run (the
+    padding after a sequence's end is never read)."""
+    for name, n in rec.class_targets.items():
+        a = seqs.get(name)
+        if a is None or is_device_array(a):
+            continue
+        k = a[..., 0]
+        if mask is not None and rec.symbols[name].timed:
+            k = k[mask[1:]]
+        bad = ~((k >= 0) & (k < n) & (k == np.floor(k)))
+        if bad.any():
+            raise InputError(f"target `{name}` holds the class indices of softmax_cross_entropy: whole "
+                             f"numbers 0..{n - 1}; it has {float(k[bad][0])!r}")

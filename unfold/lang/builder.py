@@ -15,6 +15,9 @@
     m.loss = m.sum_t(mse(m["o"][t], y[t]))
     rec = m.build()            # checked; equal to uf.load("elman.rnn") up to the file name
 
+`t` in arithmetic (`x[t] * t`) is the step index as a value, as in a `.rnn`
+file; `max`, `min` and `clip` here are the model's functions, not Python's.
+
 Errors point at the Python line that made the offending expression.
 """
 from __future__ import annotations
@@ -29,10 +32,10 @@ import sympy as sp
 from . import elementwise as ew
 from . import mathcheck as mc
 from . import initializers
-from .dsl import MAX_DELAY
+from .dsl import EMBEDDING_HELP, MAX_DELAY, TRANSPOSE_HELP
 from .errors import Loc, ModelError
 from .ir import Call, Equation, Lit, Loss, Model as Draft, Read, Reduce, Role, Symbol
-from .ops import CALLABLE, EW, MATMUL, SLICE
+from .ops import CALLABLE, EW, MATMUL, SLICE, STEP_INDEX
 from .recurrence import Recurrence
 
 
@@ -47,16 +50,31 @@ def _here() -> Loc:
 
 
 class Time:
-    """The time index `t`; `t - 1` and `t + 1` are offsets."""
+    """The time index `t`; `t - 1` and `t + 1` are offsets.  In arithmetic
+    with model values (`x[t] * t`) it is the step index as a value."""
 
     def __init__(self, offset: int = 0):
         self.offset = offset
 
-    def __sub__(self, k: int) -> "Time":
-        return Time(self.offset - _delay(k))
+    def __sub__(self, k) -> "Time":
+        return E(_node(self)) - k if _value(k) else Time(self.offset - _delay(k))
 
-    def __add__(self, k: int) -> "Time":
-        return Time(self.offset + _delay(k))
+    def __add__(self, k) -> "Time":
+        return E(_node(self)) + k if _value(k) else Time(self.offset + _delay(k))
+
+    def __radd__(self, o): return o + E(_node(self))
+    def __rsub__(self, o): return o - E(_node(self))
+    def __mul__(self, o): return E(_node(self)) * o
+    def __rmul__(self, o): return o * E(_node(self))
+    def __truediv__(self, o): return E(_node(self)) / o
+    def __rtruediv__(self, o): return o / E(_node(self))
+    def __pow__(self, o): return E(_node(self)) ** o
+    def __neg__(self): return -E(_node(self))
+
+
+def _value(k) -> bool:
+    """Is `t + k` arithmetic on the step index (k a model value or a float), not a time offset (an int)?"""
+    return isinstance(k, (E, float))
 
 
 def _delay(k) -> int:
@@ -69,6 +87,11 @@ def _delay(k) -> int:
 def _node(v):
     if isinstance(v, E):
         return v.node
+    if isinstance(v, Time):  # `t` as a value, the step index; `t - 1` is the number t - 1
+        step = Call(STEP_INDEX, (), _here())
+        if v.offset == 0:
+            return step
+        return Call(EW, (step, Lit(float(v.offset), _here())), _here(), "add", ew.OPERATORS["add"])
     return Lit(_number(v, "in an equation"), _here())
 
 
@@ -108,9 +131,15 @@ class E:
     def __matmul__(self, o):
         return E(Call(MATMUL, (self.node, _node(o)), _here()))
 
+    @property
+    def T(self):
+        raise ModelError("a transposed matrix (`W.T`) is not supported yet", _here(), TRANSPOSE_HELP)
+
     def __getitem__(self, key):
         if isinstance(key, slice):
             return E(Call(SLICE, (self.node,), _here(), attrs=(key.start, key.stop)))
+        if isinstance(key, E):
+            raise ModelError("an embedding lookup (`E[x[t]]`) is not supported yet", _here(), EMBEDDING_HELP)
         raise ModelError("only a variable is indexed by time, and a vector by a slice [lo:hi]", _here(),
                          "v[t], v[t - 1], or z[0:H]")
 

@@ -8,6 +8,7 @@ and every error has a line and a column:
     W = param(H, H, init=orthogonal())       # shared by every step
     h = state(H, init=0)                     # carried across steps
     h[t] = tanh(W @ h[t-1] + U @ x[t] + b)   # an equation
+    p[t] = softmax(V @ h[t] + c * t)         # `t` alone: the step index, 0 at the first step
     loss = mean_t(mse(h[t], y[t]))           # sum_t, mean_t or last_t
     def softsign(z): return z / (1 + abs(z)) # elementwise, kept as sympy
 
@@ -27,7 +28,7 @@ from . import elementwise as ew
 from . import initializers
 from .errors import ModelError
 from .ir import Call, Equation, Init, Lit, Loss, Model, Read, Reduce, Role, Symbol
-from .ops import CALLABLE, EW, MATMUL, SLICE
+from .ops import CALLABLE, EW, MATMUL, SLICE, STEP_INDEX
 from .recurrence import Recurrence
 from .source import Source, decode
 from .userfn import define
@@ -42,6 +43,9 @@ _OPERATORS = {ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">
 _STATEMENT_HELP = ("a declaration (`x = input(D)`), an equation (`h[t] = ...`), "
                    "`loss = sum_t(...)`, or a `def` of an elementwise function")
 _EXPR_HELP = "names, v[t-k], numbers, + - * / ** @, and function calls"
+#: what to write instead of W.T @ v (packing a transposed param needs the compiler's weight layout)
+TRANSPOSE_HELP = "a param declared with the transposed shape, WT = param(n, m), then WT @ v"
+EMBEDDING_HELP = "a one-hot input x = input(V) and a matmul E @ x[t] with E = param(D, V)"
 #: the largest delay a read may have: `h[t-1000]`
 MAX_DELAY = 1000
 #: the largest model file read (a model is a page of text)
@@ -228,8 +232,8 @@ class _Parser:
                 self.error(node, "not a number", "a number, a name or an expression")
             return Lit(float(value), loc)
         if isinstance(node, ast.Name):
-            if node.id == "t":
-                self.error(node, "`t` is the time index", "v[t] or v[t-1]")
+            if node.id == "t":  # the step index as a value: 0 at the first step
+                return Call(STEP_INDEX, (), loc)
             return Read(node.id, None, loc)
         if isinstance(node, ast.Subscript):
             return self.subscript(node, loc)
@@ -244,6 +248,8 @@ class _Parser:
             return self.expr(node.operand)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return self.call(node, loc)
+        if isinstance(node, ast.Attribute) and node.attr == "T":
+            self.error(node, "a transposed matrix (`W.T`) is not supported yet", TRANSPOSE_HELP)
         self.not_math(node, _EXPR_HELP)
 
     def not_math(self, node: ast.expr, expected: str):
@@ -261,6 +267,8 @@ class _Parser:
             return Call(SLICE, (self.expr(node.value),), loc, attrs=(self.size(s.lower), self.size(s.upper)))
         if not isinstance(node.value, ast.Name):
             self.error(node, "only a variable can be indexed by time", "v[t], v[t-1], v[t+1]")
+        if isinstance(node.slice, ast.Subscript):
+            self.error(node, "an embedding lookup (`E[x[t]]`) is not supported yet", EMBEDDING_HELP)
         return Read(node.value.id, self.offset(node.slice), loc)
 
     def offset(self, node: ast.expr) -> int:

@@ -11,8 +11,9 @@ call is one `Function` entry here, saying in one place
     numba          how generated code prints it: lambda p, x: f"math.erf({x})"
 
 `numpy_eval` evaluates an expression on numpy arrays by walking its tree
-(no `lambdify`, no `exec`).  `sigmoid`, `softplus`, `relu`, `step` and
-`where` are sympy `Function`s of our own, so that their derivatives come out
+(no `lambdify`, no `exec`).  `sigmoid`, `softplus`, `relu`, `step`,
+`where`, `maximum` and `minimum` (`max`, `min`; `clip` is made of them) are
+sympy `Function`s of our own, so that their derivatives come out
 in the forms a kernel wants (sigmoid' = s*(1-s), softplus' = sigmoid) and
 printers can emit overflow-free code.
 
@@ -99,6 +100,59 @@ class where(sp.Function):
         return fuzzy_and(a.is_real for a in self.args[1:])
 
 
+class maximum(sp.Function):
+    """max(a, b).  Subgradient: where a == b the derivative flows into a only
+    (max picks a where a >= b), so d/da + d/db is always 1."""
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Number and b.is_Number:
+            return a if a >= b else b
+        return a if a == b else None
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return 1 - step(b - a) if argindex == 1 else step(b - a)
+
+    def _eval_is_real(self):
+        return fuzzy_and(a.is_real for a in self.args)
+
+
+class minimum(sp.Function):
+    """min(a, b).  Subgradient: where a == b the derivative flows into a only
+    (min picks a where a <= b)."""
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Number and b.is_Number:
+            return a if a <= b else b
+        return a if a == b else None
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return 1 - step(a - b) if argindex == 1 else step(a - b)
+
+    def _eval_is_real(self):
+        return fuzzy_and(a.is_real for a in self.args)
+
+
+def clip(v, lo, hi):
+    """min(max(v, lo), hi): v's derivative is 1 on the closed interval [lo, hi]
+    (ties go to v), lo's below it, hi's above it."""
+    return minimum(maximum(v, lo), hi)
+
+
+def clip_literals(literals: dict[int, float]) -> tuple[str, str] | None:
+    """Why clip's bounds, where both are numbers, are unusable, and what is
+    expected (None if they are usable)."""
+    if 1 in literals and 2 in literals and literals[1] > literals[2]:
+        return (f"clip's lower bound {literals[1]:g} is above its upper bound {literals[2]:g}",
+                "clip(v, lo, hi) with lo <= hi")
+    return None
+
+
 # -- numpy meanings -------------------------------------------------------------
 
 def np_sigmoid(x):
@@ -132,6 +186,7 @@ class Function:
     numpy: Callable
     numba: Callable | None    # (printer, *printed args) -> source; None: sympy arithmetic
     public: bool = True       # callable in a model (step and sign only appear in derivatives)
+    literals: Callable | None = None  # {position: number} -> (why refused, expected) or None
 
     @property
     def lam(self) -> sp.Lambda:
@@ -160,6 +215,12 @@ ENTRIES: dict[str, Function] = {f.name: f for f in [
     Function("erf", sp.erf, 1, np_erf, lambda p, x: f"math.erf({x})"),
     Function("where", where, 3, lambda c, a, b: np.where(c > 0, a, b),
              lambda p, c, a, b: f"({a} if {c} > {p.num(0)} else {b})"),
+    Function("max", maximum, 2, lambda a, b: np.where(a >= b, a, b),  # as the kernels: NaN >= b is False
+             lambda p, a, b: f"({a} if {a} >= {b} else {b})"),
+    Function("min", minimum, 2, lambda a, b: np.where(a <= b, a, b),
+             lambda p, a, b: f"({a} if {a} <= {b} else {b})"),
+    Function("clip", clip, 3, lambda v, lo, hi: ENTRIES["min"].numpy(ENTRIES["max"].numpy(v, lo), hi), None,
+             literals=clip_literals),
     Function("step", step, 1, np_step, lambda p, x: f"({p.num(1)} if {x} > {p.num(0)} else {p.num(0)})",
              public=False),
     Function("sign", sp.sign, 1, np.sign, lambda p, x: f"(({p.num(1)} if {x} > {p.num(0)} else {p.num(0)}) - "

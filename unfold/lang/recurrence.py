@@ -17,7 +17,7 @@ import numpy as np
 from .check import check
 from .errors import ModelError
 from .initializers import initialize
-from .ir import Equation, Init, Model, Role, Symbol, expr_text, reads
+from .ir import Call, Equation, Init, Model, Role, Symbol, expr_text, reads, walk
 from .sizes import size_text
 
 
@@ -49,6 +49,20 @@ class Recurrence(Model):
         if names is None:
             names = self.__dict__["_read"] = frozenset(r.name for eq in self.equations for r in reads(eq.expr))
         return names
+
+    @property
+    def class_targets(self) -> dict[str, int]:
+        """Targets read as class indices (`softmax_cross_entropy(z, k)`), each with
+        its number of classes (the fewest, if read by several calls)."""
+        found = self.__dict__.get("_classes")
+        if found is None:
+            found = self.__dict__["_classes"] = {}
+            exprs = [eq.expr for eq in self.equations] + ([self.loss.expr] if self.loss else [])
+            for e in (n for x in exprs for n in walk(x)):
+                if isinstance(e, Call) and e.op.name == "softmax_cross_entropy" and e.attrs == ("class",):
+                    k = e.args[1].name
+                    found[k] = min(found.get(k, e.args[0].shape[0]), e.args[0].shape[0])
+        return found
 
     @property
     def params(self) -> list[Symbol]:

@@ -104,7 +104,13 @@ class _Scalar:
         if len(node.args) != len(fn.variables):
             self.parser.error(node, f"{name}() takes {len(fn.variables)} argument(s), got {len(node.args)}",
                               f"{name}({', '.join(f'a{i}' for i in range(len(fn.variables)))})")
-        return self.apply(node, fn, [self.convert(x) for x in node.args])
+        args = [self.convert(x) for x in node.args]
+        entry = ew.ENTRIES.get(name) if name in ew.FUNCTIONS else None
+        refused = entry and entry.literals and entry.literals({i: float(a) for i, a in enumerate(args)
+                                                               if a.is_number})
+        if refused:
+            self.parser.error(node, f"`{_text(node)}`: {refused[0]}", refused[1])
+        return self.apply(node, fn, args)
 
     def apply(self, node: ast.expr, fn: sp.Lambda, args: list[sp.Expr]) -> sp.Expr:
         try:

@@ -10,7 +10,7 @@ from .base import REGISTRY, Lowering, Op, lookup, unbroadcast
 from .linear import EW, MATMUL
 from .losses import MSE, SoftmaxCrossEntropy, log_softmax
 from .softmax import LogSoftmax, Softmax
-from .time import Assign, InitialState, TimeReduce
+from .time import STEP_INDEX, Assign, InitialState, TimeReduce
 from .vector import Concat, Mean, Slice, Sum
 
 ASSIGN, INIT, LOSS_OP, SLICE, CONCAT = Assign, InitialState, TimeReduce, Slice, Concat
@@ -20,4 +20,4 @@ CALLABLE = {op.name: op for op in REGISTRY.values() if op.in_models}
 
 __all__ = ["REGISTRY", "Lowering", "Op", "lookup", "unbroadcast", "EW", "MATMUL", "ASSIGN", "INIT",
            "LOSS_OP", "SLICE", "CONCAT", "CALLABLE", "MSE", "SoftmaxCrossEntropy", "Mean", "Sum",
-           "log_softmax", "Softmax", "LogSoftmax"]
+           "log_softmax", "Softmax", "LogSoftmax", "STEP_INDEX"]

@@ -7,12 +7,39 @@ import numpy as np
 
 from .. import elementwise as ew
 from ..errors import ModelError
-from ..ir import Lit, expr_text, infix_text
+from ..ir import Lit, Read, expr_text, infix_text
 from .base import Lowering, Op, register, snippet, unbroadcast
 
 
 def _env(fn, args):
     return dict(zip(fn.variables, args))
+
+
+def _broadcast(e, args, ctx) -> tuple:
+    """The shape of an elementwise call: its operands' one shape, a scalar
+    (`param()`, a number) or a value of size 1 (`param(1)`, `input(1)`)
+    broadcasting over the others, as numpy broadcasts [B, 1] against [B, n]."""
+    values = [a for a in args if not isinstance(a, Lit)]
+    wide = [a for a in values if a.shape not in ((), (1,))]
+    for a in wide[1:]:
+        if a.shape != wide[0].shape:
+            raise ModelError(f"shape mismatch in `{expr_text(e)}`: {ctx.describe(wide[0])} but "
+                             f"{ctx.describe(a)}", e.loc, "elementwise operands of one shape; only a "
+                             "scalar or a value of size 1 (param(1), input(1)) broadcasts over a vector")
+    if wide:
+        return wide[0].shape
+    return (1,) if any(a.shape == (1,) for a in values) else ()
+
+
+def _entry(e):
+    """The registry entry of a call of a built-in function (not a user's `def` of that name)."""
+    entry = ew.ENTRIES.get(e.name)
+    return entry if entry is not None and entry.public and ew.FUNCTIONS[e.name] == e.fn else None
+
+
+def _refused_literals(e, literals) -> tuple[str, str] | None:
+    entry = _entry(e)
+    return entry.literals(literals) if entry is not None and entry.literals else None
 
 
 @register
@@ -32,6 +59,10 @@ class MatMul(Op):
             raise ModelError(f"the left side of `@` must be a param or const matrix; {ctx.describe(a)}"
                              + (" and changes every step" if a.batched else ""), a.loc,
                              "W @ v with W = param(m, n)")
+        if not isinstance(a, Read):  # the step program packs the weights of a matmul from params
+            raise ModelError(f"the left side of `@` must be a param or const matrix itself, not "
+                             f"`{snippet(a)}`", a.loc, "W @ v with W = param(m, n); scale the product "
+                             "instead: (W @ v) * 2")
         if len(v.shape) != 1 or v.shape[0] != a.shape[1]:
             raise ModelError(f"shape mismatch in `{expr_text(e)}`: {ctx.describe(a)} but {ctx.describe(v)}",
                              e.loc, f"a vector of length {a.shape[1]} (the columns of {expr_text(a)})")
@@ -60,12 +91,11 @@ class Elementwise(Op):
     lowering = Lowering.FUSED
 
     def shape(self, e, args, ctx):
-        shapes = {a.shape for a in args if not isinstance(a, Lit) and a.shape != ()}
-        if len(shapes) > 1:
-            a, b = [a for a in args if not isinstance(a, Lit)][:2]
-            raise ModelError(f"shape mismatch in `{expr_text(e)}`: {ctx.describe(a)} but {ctx.describe(b)}",
-                             e.loc, "elementwise operands of one shape (or scalars)")
+        shape = _broadcast(e, args, ctx)
         literals = {i: a.value for i, a in enumerate(args) if isinstance(a, Lit)}
+        refused = literals and _refused_literals(e, literals)
+        if refused:
+            raise ModelError(f"`{snippet(e)}`: {refused[0]}", e.loc, refused[1])
         if len(literals) == len(args):  # all numbers: fold to one number, as the kernels would compute it
             try:
                 return Lit(ew.fold(e.fn, [a.value for a in args]), e.loc)
@@ -77,7 +107,7 @@ class Elementwise(Op):
                 return Lit(ew.fold(fn, [0.0] * len(fn.variables)), e.loc)
         except ValueError as err:
             raise ModelError(f"`{snippet(e)}` {err}", e.loc, "a finite real number") from None
-        out = dataclasses.replace(e, fn=fn, shape=shapes.pop() if shapes else (),
+        out = dataclasses.replace(e, fn=fn, shape=shape,
                                   batched=any(a.batched for a in args))
         ctx.elementwise(out, [a for a in args if not isinstance(a, Lit)])
         return out

@@ -2,8 +2,13 @@
 an initial state, and the loss (the per-step terms reduced over time).
 They exist only in the unfolded DAG: the step program writes a state into its
 history buffer, keeps initial values in that buffer's padding slots and
-weighs loss terms with the loss-weight buffer."""
+weighs loss terms with the loss-weight buffer.
+
+`t` read as a value (`x[t] * t`, a time feature) is the one op here a model
+writes and the step program runs: a stage of its own that stores the step."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -89,3 +94,38 @@ class TimeReduce(Op):
     def vjp(self, i, g, args, node, ctx):
         w = self.weights(node, ctx, ctx.step_of(node["inputs"][i]))
         return (g * w)[:, None].astype(ctx.dtype)
+
+
+@register
+class StepIndex(Op):
+    """`t` read as a value: the index of the step, a float scalar per
+    sequence, 0 at the first step (the position of x[t] in its array).  It is
+    the same number in both directions: a backward state's recurrence visits
+    the steps T-1, ..., 0 but reads at step t the value t.  No gradient flows
+    into it.  `fn.stepper` (one step per call) refuses a model that reads it."""
+    name = "t"
+    arity = 0
+
+    def reads(self, i, n):
+        return ()
+
+    def shape(self, e, args, ctx):
+        return dataclasses.replace(e, shape=(), batched=True)
+
+    def forward(self, args, node, ctx):
+        return np.full((ctx.batch, 1), node["t"] - 1, ctx.dtype)  # node["t"] counts steps from 1
+
+    def vjp(self, i, g, args, node, ctx):
+        raise AssertionError("t has no arguments")
+
+    def numba(self, e, w, v, adjoint):
+        if adjoint:
+            return
+        with e.batch(w, v):
+            w.line(f"{e.at(v.id, '0')} = dt(t - 1)")
+
+    def text(self, e, sub, prec):
+        return "t"
+
+
+STEP_INDEX = StepIndex
