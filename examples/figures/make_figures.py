@@ -4,7 +4,8 @@
     python examples/figures/make_figures.py --readme   # the few the README shows, here
 
 The README figures (committed next to this script) are the Elman network's
-circuit and unfolded graph side by side and the Elman/LSTM/GRU cells; the
+circuit and unfolded graph side by side, its gradient, the Elman/LSTM/GRU
+cells, and the encoder–decoder, CTC and tree models (docs/figures.md); the
 full set is for looking at and is not committed.
 """
 from __future__ import annotations
@@ -31,7 +32,12 @@ def readme_figures(out: Path) -> list[Path]:
     elman = load("elman")
     return [viz.save(viz.draw(elman, view="side-by-side", tau=3), out / "elman_side_by_side.png"),
             viz.save(viz.draw(elman, view="gradient", tau=3), out / "elman_gradient.png"),
-            viz.save(viz.draw_compare([elman, load("lstm"), load("gru")]), out / "cells.png")]
+            viz.save(viz.draw_compare([elman, load("lstm"), load("gru")]), out / "cells.png"),
+            viz.save(draw_encoder_decoder(unfold.seq2seq.load(MODELS / "encoder_decoder.rnn"), "unfolded", tau=4),
+                     out / "encoder_decoder.png"),
+            viz.save(draw_ctc(unfold.seqloss.load(MODELS / "ctc.rnn"), "unfolded", tau=4), out / "ctc.png"),
+            viz.save(unfold.tree.draw_tree(unfold.tree.Tree.from_parents([-1, 0, 0, 1, 1, 2, 2]),
+                                           cell=unfold.tree.load(MODELS / "recursive.rnn")), out / "recursive.png")]
 
 
 def all_figures(out: Path, fmt: str) -> list[Path]:
