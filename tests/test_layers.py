@@ -107,3 +107,12 @@ def test_budget_function_lines():
     long = {k: n for k, n in sizes.items() if n > 40}
     assert not long, f"functions over 40 lines: {long}"
     assert statistics.median(sizes.values()) < 12, statistics.median(sizes.values())
+
+
+def test_every_package_is_in_pyproject():
+    """A package left out of pyproject.toml's list works in an editable install
+    and is missing from a wheel."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {m if p.name == "__init__.py" else m.rpartition(".")[0] for m, p in MODULES.items()}
+    assert found == listed, (sorted(found - listed), sorted(listed - found))
