@@ -53,6 +53,11 @@ MAX_BYTES = 10 * 2 ** 20
 
 
 def load(path: str | Path) -> Recurrence:
+    return parse(read_model(path), file=str(path), name=Path(path).stem)
+
+
+def read_model(path: str | Path) -> str:
+    """The text of a model file, decoded (lang/source.py), or a ModelError: unreadable, too large, not UTF-8."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -63,7 +68,7 @@ def load(path: str | Path) -> Recurrence:
     if len(data) > MAX_BYTES:
         raise ModelError(f"model file {path} is larger than {MAX_BYTES >> 20} MiB",
                          expected="a model file of a few pages")
-    return parse(decode(data, str(path)), file=str(path), name=path.stem)
+    return decode(data, str(path))
 
 
 def parse(text: str | bytes, file: str = "<model>", name: str | None = None) -> Recurrence:

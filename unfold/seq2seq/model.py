@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..lang.dsl import MAX_BYTES, parse
+from ..lang.dsl import parse, read_model
 from ..lang.errors import Loc, ModelError
 from ..lang.ir import Role
 from ..lang.recurrence import Recurrence
-from ..lang.source import Source, decode
+from ..lang.source import Source
 from ..lang.zoo import model_kind
 
 PARTS = ("encoder", "decoder")
@@ -98,13 +98,7 @@ def is_encoder_decoder(text: str) -> bool:
 
 
 def load(path) -> EncoderDecoder:
-    path = Path(path)
-    try:
-        data = path.read_bytes()[:MAX_BYTES + 1]
-    except OSError as e:
-        raise ModelError(f"cannot read model file {path}: {e.strerror or e}",
-                         expected="the path of a readable .rnn file") from None
-    return parse_encoder_decoder(decode(data, str(path)), str(path), path.stem)
+    return parse_encoder_decoder(read_model(path), str(path), Path(path).stem)
 
 
 def parse_encoder_decoder(text: str, file: str = "<model>", name: str | None = None) -> EncoderDecoder:

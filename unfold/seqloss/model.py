@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..lang.dsl import MAX_BYTES, parse
+from ..lang.dsl import parse, read_model
 from ..lang.errors import Loc, ModelError
 from ..lang.ir import Role
 from ..lang.recurrence import Recurrence
-from ..lang.source import Source, decode
+from ..lang.source import Source
 from ..lang.zoo import model_kind
 
 REDUCTIONS = ("mean", "sum")
@@ -75,13 +75,7 @@ def is_sequence_loss(text: str) -> bool:
 
 
 def load(path) -> SequenceLossModel:
-    path = Path(path)
-    try:
-        data = path.read_bytes()[:MAX_BYTES + 1]
-    except OSError as e:
-        raise ModelError(f"cannot read model file {path}: {e.strerror or e}",
-                         expected="the path of a readable .rnn file") from None
-    return parse_sequence_loss(decode(data, str(path)), str(path), path.stem)
+    return parse_sequence_loss(read_model(path), str(path), Path(path).stem)
 
 
 def parse_sequence_loss(text: str, file: str = "<model>", name: str | None = None) -> SequenceLossModel:

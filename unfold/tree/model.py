@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..lang.dsl import MAX_BYTES, parse
+from ..lang.dsl import parse, read_model
 from ..lang.errors import ModelError
 from ..lang.recurrence import Recurrence
-from ..lang.source import Source, decode
+from ..lang.source import Source
 
 SIDES = ("left", "right")
 _LOSS = "loss = mean_n(softmax_cross_entropy(o[n], y[n])), o[n] the logits and y = target(K)"
@@ -62,13 +62,7 @@ class TreeModel:
 
 
 def load(path) -> TreeModel:
-    path = Path(path)
-    try:
-        data = path.read_bytes()[:MAX_BYTES + 1]
-    except OSError as e:
-        raise ModelError(f"cannot read model file {path}: {e.strerror or e}",
-                         expected="the path of a readable .rnn file") from None
-    return parse_tree(decode(data, str(path)), str(path), path.stem)
+    return parse_tree(read_model(path), str(path), Path(path).stem)
 
 
 def parse_tree(text: str, file: str = "<model>", name: str | None = None) -> TreeModel:
