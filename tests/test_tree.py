@@ -172,11 +172,12 @@ def test_tree_padded_levels_equal_exact_levels(rec, params):
 
 def test_tree_sentiment_example_learns(tmp_path):
     """examples/tasks/tree_sentiment.py: a short run beats chance clearly."""
-    sys.path.insert(0, str(ROOT / "examples" / "tasks"))
+    folder = str(ROOT / "examples" / "tasks")
+    sys.path.insert(0, folder)
     try:
         import tree_sentiment
     finally:
-        sys.path.pop(0)
+        sys.path.remove(folder)   # not pop(0): importing may put paths in front
     result = tree_sentiment.main(["--target", "numpy", "--steps", "60", "--figure", str(tmp_path / "t.dot")])
     assert result["accuracy"] > 0.75 and (tmp_path / "t.dot").read_text().startswith("digraph")
 

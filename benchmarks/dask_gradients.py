@@ -1,7 +1,7 @@
 """Data-parallel throughput on Dask: uf.distributed.value_and_grad with 1 and 2 workers.
 
-    python benchmarks/distributed.py                      # LSTM H=128 D=32, tau 100, B 256, float32
-    python benchmarks/distributed.py --cell gru --hidden 64 --batch 128 --repeats 5
+    python benchmarks/dask_gradients.py                      # LSTM H=128 D=32, tau 100, B 256, float32
+    python benchmarks/dask_gradients.py --cell gru --hidden 64 --batch 128 --repeats 5
 
 Systems, each timed on the same batch (forward + BPTT, gradients of the params):
 `one process` (fn.value_and_grad here), and Dask with 1 and 2 workers (a
@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# run as a script, this file's folder is first on sys.path, and this file would be `import distributed`
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks import harness  # noqa: E402
