@@ -3,7 +3,7 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-EXTRAS  ?= dev,cuda
+EXTRAS  ?= dev,cuda,jax,dask,plot,progress
 
 .PHONY: demo test bench figures clean graphviz
 
