@@ -62,9 +62,9 @@ class RunArgs:
                     raise InputError(f"missing {what} `{s.name}` ({'[T, B, ' if s.timed else '[B, '}"
                                      f"{', '.join(map(str, s.shape))}])")
                 a = given[s.name]
-                if s.name in rec.class_targets and getattr(a, "dtype", None) is not None \
+                if s.name in rec.indices and getattr(a, "dtype", None) is not None \
                         and np.dtype(a.dtype).kind in "iu" and not is_device_array(a):
-                    a = np.ascontiguousarray(a, dt)  # class indices may be given as integers
+                    a = np.ascontiguousarray(a, dt)  # indices may be given as integers
                 seqs[s.name] = _array(s.name, a, dt, strict, device)
         tau, batch = _sizes(rec, seqs, _count("tau", tau), _count("batch", batch))
         _check_memory(rec, tau, batch, dt)
@@ -245,9 +245,10 @@ def _check_lengths(lengths, tau, batch):
 
 
 def _check_classes(rec, seqs, mask):
-    """Class-index targets hold whole numbers 0..K-1 where sequences run (the
-    padding after a sequence's end is never read)."""
-    for name, n in rec.class_targets.items():
+    """Index inputs and targets (classes of softmax_cross_entropy, tokens of an
+    embedding) hold whole numbers 0..n-1 where sequences run (the padding
+    after a sequence's end is never read)."""
+    for name, n in rec.indices.items():
         a = seqs.get(name)
         if a is None or is_device_array(a):
             continue
@@ -256,5 +257,7 @@ def _check_classes(rec, seqs, mask):
             k = k[mask[1:]]
         bad = ~((k >= 0) & (k < n) & (k == np.floor(k)))
         if bad.any():
-            raise InputError(f"target `{name}` holds the class indices of softmax_cross_entropy: whole "
-                             f"numbers 0..{n - 1}; it has {float(k[bad][0])!r}")
+            what = "class indices of softmax_cross_entropy" if rec.symbols[name].role is Role.TARGET else \
+                "token indices of an embedding lookup"
+            raise InputError(f"{'target' if rec.symbols[name].role is Role.TARGET else 'input'} `{name}` holds "
+                             f"the {what}: whole numbers 0..{n - 1}; it has {float(k[bad][0])!r}")

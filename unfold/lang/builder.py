@@ -32,10 +32,10 @@ import sympy as sp
 from . import elementwise as ew
 from . import mathcheck as mc
 from . import initializers
-from .dsl import EMBEDDING_HELP, MAX_DELAY, TRANSPOSE_HELP
+from .dsl import MAX_DELAY, TRANSPOSE_HELP
 from .errors import Loc, ModelError
 from .ir import Call, Equation, Lit, Loss, Model as Draft, Read, Reduce, Role, Symbol
-from .ops import CALLABLE, EW, MATMUL, SLICE, STEP_INDEX
+from .ops import CALLABLE, EW, MATMUL, SLICE, STEP_INDEX, embedding_lookup
 from .recurrence import Recurrence
 
 
@@ -138,8 +138,8 @@ class E:
     def __getitem__(self, key):
         if isinstance(key, slice):
             return E(Call(SLICE, (self.node,), _here(), attrs=(key.start, key.stop)))
-        if isinstance(key, E):
-            raise ModelError("an embedding lookup (`E[x[t]]`) is not supported yet", _here(), EMBEDDING_HELP)
+        if isinstance(key, E):   # E[x[t]]: an embedding lookup (lang/ops/index.py)
+            return E(embedding_lookup(self.node, key.node, _here()))
         raise ModelError("only a variable is indexed by time, and a vector by a slice [lo:hi]", _here(),
                          "v[t], v[t - 1], or z[0:H]")
 

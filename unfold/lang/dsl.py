@@ -28,7 +28,7 @@ from . import elementwise as ew
 from . import initializers
 from .errors import ModelError
 from .ir import Call, Equation, Init, Lit, Loss, Model, Read, Reduce, Role, Symbol
-from .ops import CALLABLE, EW, MATMUL, SLICE, STEP_INDEX
+from .ops import CALLABLE, EW, MATMUL, SLICE, STEP_INDEX, embedding_lookup
 from .recurrence import Recurrence
 from .source import Source, decode
 from .userfn import define
@@ -45,7 +45,6 @@ _STATEMENT_HELP = ("a declaration (`x = input(D)`), an equation (`h[t] = ...`), 
 _EXPR_HELP = "names, v[t-k], numbers, + - * / ** @, and function calls"
 #: what to write instead of W.T @ v (packing a transposed param needs the compiler's weight layout)
 TRANSPOSE_HELP = "a param declared with the transposed shape, WT = param(n, m), then WT @ v"
-EMBEDDING_HELP = "a one-hot input x = input(V) and a matmul E @ x[t] with E = param(D, V)"
 #: the largest delay a read may have: `h[t-1000]`
 MAX_DELAY = 1000
 #: the largest model file read (a model is a page of text)
@@ -272,8 +271,8 @@ class _Parser:
             return Call(SLICE, (self.expr(node.value),), loc, attrs=(self.size(s.lower), self.size(s.upper)))
         if not isinstance(node.value, ast.Name):
             self.error(node, "only a variable can be indexed by time", "v[t], v[t-1], v[t+1]")
-        if isinstance(node.slice, ast.Subscript):
-            self.error(node, "an embedding lookup (`E[x[t]]`) is not supported yet", EMBEDDING_HELP)
+        if isinstance(node.slice, ast.Subscript):   # E[x[t]]: an embedding lookup (lang/ops/index.py)
+            return embedding_lookup(Read(node.value.id, None, self.loc(node.value)), self.expr(node.slice), loc)
         return Read(node.value.id, self.offset(node.slice), loc)
 
     def offset(self, node: ast.expr) -> int:

@@ -51,17 +51,22 @@ class Recurrence(Model):
         return names
 
     @property
-    def class_targets(self) -> dict[str, int]:
-        """Targets read as class indices (`softmax_cross_entropy(z, k)`), each with
-        its number of classes (the fewest, if read by several calls)."""
-        found = self.__dict__.get("_classes")
+    def indices(self) -> dict[str, int]:
+        """Inputs and targets that hold indices, each with how many values it may
+        take (the fewest, if read by several calls): the class of
+        `softmax_cross_entropy(z, k)` and the token of an embedding `E[x[t]]`."""
+        found = self.__dict__.get("_indices")
         if found is None:
-            found = self.__dict__["_classes"] = {}
+            found = self.__dict__["_indices"] = {}
             exprs = [eq.expr for eq in self.equations] + ([self.loss.expr] if self.loss else [])
             for e in (n for x in exprs for n in walk(x)):
                 if isinstance(e, Call) and e.op.name == "softmax_cross_entropy" and e.attrs == ("class",):
-                    k = e.args[1].name
-                    found[k] = min(found.get(k, e.args[0].shape[0]), e.args[0].shape[0])
+                    k, n = e.args[1].name, e.args[0].shape[0]
+                elif isinstance(e, Call) and e.op.name == "one_hot":
+                    k, n = e.args[0].name, e.shape[0]
+                else:
+                    continue
+                found[k] = min(found.get(k, n), n)
         return found
 
     @property

@@ -46,6 +46,9 @@ def random_run(rec: Recurrence, tau: int, batch: int, seed: int = 0, dtype=np.fl
         shape = ((tau,) if s.timed else ()) + (batch,) + s.shape
         y = rng.random(shape)
         targets[s.name] = (y / y.sum(-1, keepdims=True)).astype(dtype)  # a distribution: valid for mse and xent
+    for name, n in rec.indices.items():   # class indices, embedding tokens: whole numbers 0..n-1
+        given = inputs if name in inputs else targets
+        given[name] = rng.integers(0, n, given[name].shape).astype(dtype)
     init = {s.name: rng.normal(0, 0.5, (batch,) + s.shape).astype(dtype) for s in rec.states}
     return params, inputs, targets, init
 
@@ -64,7 +67,7 @@ def gradcheck(rec: Recurrence, params, inputs, targets, init=None, lengths=None,
     rng = np.random.default_rng(seed)
     if tensors is None:
         tensors = [(s.name, params, s.name) for s in rec.of_role(Role.PARAM)]
-        tensors += [(s.name, inputs, s.name) for s in rec.of_role(Role.INPUT)]
+        tensors += [(s.name, inputs, s.name) for s in rec.of_role(Role.INPUT) if s.name not in rec.indices]
         tensors += [(f"init:{s.name}", init, s.name) for s in rec.states if init is not None]
     rows = []
     for key, store, name in tensors:
