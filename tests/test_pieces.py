@@ -416,7 +416,8 @@ ERRORS = {
     "clip_bounds": ("x = input(3)\no[t] = clip(x[t], 1, -1)", (2, 8), "above its upper bound", "lo <= hi"),
     "broadcast": ("H = dim(3)\na = param(2)\nh = state(H, init=0)\nh[t] = a * h[t-1]",
                   (4, 8), "`a` is [2]", "size 1"),
-    "transpose": ("W = param(3, 2)\nx = input(3)\no[t] = W.T @ x[t]", (3, 8), "transposed", "WT = param(n, m)"),
+    "transpose": ("W = param(3, 2)\nx = input(3)\no[t] = tanh(W.T)", (3, 13), "only the left side of a product",
+                  "W.T @ v"),
     "clip_in_def": ("def f(z):\n    return clip(z, 2, 1.5)\nx = input(3)\no[t] = f(x[t])", (2, 12),
                     "above its upper bound", "lo <= hi"),
     "computed_matrix": ("W = param(3, 3)\nx = input(3)\no[t] = (W * 2) @ x[t]", (3, 9), "param or const matrix itself",
@@ -448,8 +449,8 @@ def test_builder_misuse_points_at_the_python_line():
     W = m.param("W", 3, 3)
     with pytest.raises(uf.ModelError) as e:
         line = inspect.currentframe().f_lineno + 1
-        W.T  # noqa: B018
-    assert e.value.loc.line == line and "WT = param(n, m)" in e.value.expected
+        W.T + 1  # noqa: B018
+    assert e.value.loc.line == line and "W.T @ v" in e.value.expected
     m["o"][m.t] = clip(x[m.t], 2, 1); line = inspect.currentframe().f_lineno  # noqa: E702
     with pytest.raises(uf.ModelError) as e:
         m.build()

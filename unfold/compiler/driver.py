@@ -14,6 +14,7 @@ beside them, so a second process starts warm.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -29,7 +30,7 @@ from ..graph.runargs import RunArgs, is_device_array, to_host
 from ..lang.errors import InputError, ModelError, UnfoldError
 from ..lang.ir import Role
 from ..lang.recurrence import Recurrence, canonical
-from . import layout
+from . import layout, tied
 from .backend import FLOATS, Backend, backend, check_options
 from .cache import DiskCache, default_cache_dir
 from .calls import Variant, final_states, seed, seed_names, wanted
@@ -48,6 +49,7 @@ class Compiled:
     def __init__(self, rec: Recurrence, target: Backend, dtype, mode: str, unroll: int, cache: DiskCache,
                  options: dict, threads: int = 1):
         self.rec, self.backend, self.dtype = rec, target, np.dtype(dtype)
+        self._lowered, self.ties = tied.untie(rec)   # W.T @ v: a derived param per transposed one
         self.target = target.name
         self.mode, self.unroll, self.cache, self.options = mode, unroll, cache, options
         self.threads = threads
@@ -72,7 +74,7 @@ class Compiled:
             data = self.cache.read_bytes(name)
             program = pickle.loads(data) if data is not None else None
             if program is None:
-                program = lower(self.rec, masked=masked, wrt=variant.wrt, seeds=variant.seeds)
+                program = lower(self._lowered, masked=masked, wrt=variant.wrt, seeds=variant.seeds)
                 self.cache.write_bytes(name, pickle.dumps(program))
             self._programs[variant] = program
         return self._programs[variant]
@@ -138,7 +140,9 @@ class Compiled:
             params, init = to_host(params), to_host(init)
         run = RunArgs.check(self.rec, params, inputs, targets, init, lengths, tau, batch, strict=True,
                             dtype=self.dtype, need_targets=need_targets, device=self.backend.device_arrays)
-        program = self.program(run.mask is not None, wanted(self.rec, wrt), seeds)
+        if self.ties:
+            run = dataclasses.replace(run, params=tied.expand(run.params, self.ties))
+        program = self.program(run.mask is not None, tied.wanted(wanted(self.rec, wrt), self.ties), seeds)
         fresh = layout.output_buffers(program) if returned else ()
         return run, program, layout.prepare(program, run, self.workspace(), fresh), device
 
@@ -209,7 +213,7 @@ class Compiled:
             seed(program, d, given or {}, run)
             return loss, d, kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d}, device), dev
         loss, d, dev, fdev = self._healing(program, run, passes)
-        return loss, self.backend.gradients(program, d, dev, run), fdev
+        return loss, tied.fold(self.backend.gradients(program, d, dev, run), self.ties, self.rec), fdev
 
     def _need_loss(self):
         if self.rec.loss is None:

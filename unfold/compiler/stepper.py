@@ -14,12 +14,14 @@ cannot be stepped.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..graph.runargs import RunArgs
 from ..lang.errors import InputError, ModelError
 from ..lang.ir import Call, Role, walk
-from . import layout
+from . import layout, tied
 from .program import Layout, Leaf
 from .threads import BlasThreads
 
@@ -40,6 +42,8 @@ class Stepper:
         self.run = RunArgs.check(rec, params, {k: v for k, v in zeros.items() if rec.symbols[k].role is Role.INPUT},
                                  {k: v for k, v in zeros.items() if rec.symbols[k].role is Role.TARGET},
                                  tau=1, batch=batch, strict=True, dtype=fn.dtype)
+        if fn.ties:   # W.T @ v: the derived transposes (compiler/tied.py)
+            self.run = dataclasses.replace(self.run, params=tied.expand(self.run.params, fn.ties))
         self.fn, self.program = fn, fn.program()
         self.bufs = layout.prepare(self.program, self.run, {})   # buffers of its own, not the workspace's
         kernels = fn.kernels(self.program, 1)

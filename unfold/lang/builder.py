@@ -133,7 +133,10 @@ class E:
 
     @property
     def T(self):
-        raise ModelError("a transposed matrix (`W.T`) is not supported yet", _here(), TRANSPOSE_HELP)
+        """W.T: only the left side of a product, `W.T @ v`."""
+        if not isinstance(self.node, Read) or self.node.offset is not None:
+            raise ModelError("only a param or const matrix is transposed", _here(), TRANSPOSE_HELP)
+        return _Transposed(self.node)
 
     def __getitem__(self, key):
         if isinstance(key, slice):
@@ -142,6 +145,23 @@ class E:
             return E(embedding_lookup(self.node, key.node, _here()))
         raise ModelError("only a variable is indexed by time, and a vector by a slice [lo:hi]", _here(),
                          "v[t], v[t - 1], or z[0:H]")
+
+
+class _Transposed:
+    """`W.T` in the builder: W's transpose as the left side of `@`, nothing else."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def __matmul__(self, o):
+        return E(Call(MATMUL, (self.node, _node(o)), _here(), attrs=("T",)))
+
+    def _refuse(self, *args):
+        raise ModelError("a transposed matrix (`W.T`) is only the left side of a product", _here(),
+                         TRANSPOSE_HELP)
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _refuse
+    __neg__ = __rmatmul__ = __getitem__ = __pow__ = _refuse
 
 
 class Var(E):

@@ -43,8 +43,8 @@ _OPERATORS = {ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">
 _STATEMENT_HELP = ("a declaration (`x = input(D)`), an equation (`h[t] = ...`), "
                    "`loss = sum_t(...)`, or a `def` of an elementwise function")
 _EXPR_HELP = "names, v[t-k], numbers, + - * / ** @, and function calls"
-#: what to write instead of W.T @ v (packing a transposed param needs the compiler's weight layout)
-TRANSPOSE_HELP = "a param declared with the transposed shape, WT = param(n, m), then WT @ v"
+#: where W.T may stand
+TRANSPOSE_HELP = "W.T @ v, with W a param or const matrix"
 #: the largest delay a read may have: `h[t-1000]`
 MAX_DELAY = 1000
 #: the largest model file read (a model is a page of text)
@@ -242,7 +242,11 @@ class _Parser:
         if isinstance(node, ast.Subscript):
             return self.subscript(node, loc)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
-            return Call(MATMUL, (self.expr(node.left), self.expr(node.right)), loc)
+            left = node.left
+            if isinstance(left, ast.Attribute) and left.attr == "T" and isinstance(left.value, ast.Name):
+                return Call(MATMUL, (Read(left.value.id, None, self.loc(left.value)), self.expr(node.right)), loc,
+                            attrs=("T",))   # W.T @ v: a product with W's transpose
+            return Call(MATMUL, (self.expr(left), self.expr(node.right)), loc)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             name = _BINOPS[type(node.op)]
             return Call(EW, (self.expr(node.left), self.expr(node.right)), loc, name, ew.OPERATORS[name])
@@ -253,7 +257,7 @@ class _Parser:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return self.call(node, loc)
         if isinstance(node, ast.Attribute) and node.attr == "T":
-            self.error(node, "a transposed matrix (`W.T`) is not supported yet", TRANSPOSE_HELP)
+            self.error(node, "a transposed matrix (`W.T`) is only the left side of a product", TRANSPOSE_HELP)
         self.not_math(node, _EXPR_HELP)
 
     def not_math(self, node: ast.expr, expected: str):

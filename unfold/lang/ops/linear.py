@@ -44,7 +44,9 @@ def _refused_literals(e, literals) -> tuple[str, str] | None:
 
 @register
 class MatMul(Op):
-    """W @ v: W [m, n] a param or const, v [B, n] (or [n]) -> [B, m]."""
+    """W @ v: W [m, n] a param or const, v [B, n] (or [n]) -> [B, m].
+    W.T @ v (attrs ("T",)): W [m, n], v [B, m] -> [B, n]; the compiler runs it
+    as a product with W's transpose, made from W at each call (compiler/tied.py)."""
     name = "matmul"
     arity = 2
     lowering = Lowering.MATMUL
@@ -63,23 +65,27 @@ class MatMul(Op):
             raise ModelError(f"the left side of `@` must be a param or const matrix itself, not "
                              f"`{snippet(a)}`", a.loc, "W @ v with W = param(m, n); scale the product "
                              "instead: (W @ v) * 2")
-        if len(v.shape) != 1 or v.shape[0] != a.shape[1]:
+        rows, cols = a.shape[::-1] if e.attrs == ("T",) else a.shape
+        if len(v.shape) != 1 or v.shape[0] != cols:
             raise ModelError(f"shape mismatch in `{expr_text(e)}`: {ctx.describe(a)} but {ctx.describe(v)}",
-                             e.loc, f"a vector of length {a.shape[1]} (the columns of {expr_text(a)})")
-        return dataclasses.replace(e, shape=(a.shape[0],), batched=v.batched)
+                             e.loc, f"a vector of length {cols} (the columns of {expr_text(a)}"
+                             f"{'.T' if e.attrs == ('T',) else ''})")
+        return dataclasses.replace(e, shape=(rows,), batched=v.batched)
 
     def forward(self, args, node, ctx):
         a, v = args
-        return v @ a.T
+        return v @ (a if node["attrs"] == ("T",) else a.T)
 
     def vjp(self, i, g, args, node, ctx):
         a, v = args
+        t = node["attrs"] == ("T",)
         if i == 0:
-            return g.T @ v if g.ndim == 2 else np.outer(g, v)
-        return g @ a
+            dw = g.T @ v if g.ndim == 2 else np.outer(g, v)
+            return dw.T if t else dw
+        return g @ (a.T if t else a)
 
     def text(self, e, sub, prec):
-        s = f"{sub(e.args[0], 3)} @ {sub(e.args[1], 3)}"
+        s = f"{sub(e.args[0], 3)}{'.T' if e.attrs == ('T',) else ''} @ {sub(e.args[1], 3)}"
         return f"({s})" if prec > 2 else s
 
 
