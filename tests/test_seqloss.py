@@ -102,6 +102,8 @@ def test_labels_are_checked_by_name(small):
         fn.value_and_grad(small.init_params(0), inputs, {"y": [[1]]}, lengths=lengths)
     with pytest.raises(uf.InputError):
         fn.value_and_grad(small.init_params(0), inputs, {"l": [[1], [9], [2]]}, lengths=lengths)
+    with pytest.raises(uf.InputError, match="a list of integer sequences"):
+        fn.value_and_grad(small.init_params(0), inputs, {"l": [[1.5], [3], [2]]}, lengths=lengths)
 
 
 def test_cli_checks_and_draws_a_ctc_model(tmp_path, capsys):

@@ -62,13 +62,15 @@ class CompiledSequenceLoss:
         if isinstance(given, np.ndarray):
             return given, None
         try:
-            seqs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in given]
+            seqs = [np.asarray(s).reshape(-1) for s in given]
         except (TypeError, ValueError):
+            seqs = None
+        if seqs is None or any(a.size and a.dtype.kind not in "iu" for a in seqs):
             raise InputError(f"labels `{name}`: expected a list of integer sequences, one per sequence, "
-                             f"or (padded [B, S], lengths [B])") from None
+                             f"or (padded [B, S], lengths [B])")
         padded = np.zeros((len(seqs), max((len(s) for s in seqs), default=0)), dtype=np.int64)
         for b, s in enumerate(seqs):
-            padded[b, :len(s)] = s
+            padded[b, :len(s)] = s   # an empty one: all blanks
         return padded, np.array([len(s) for s in seqs], dtype=np.int64)
 
 
