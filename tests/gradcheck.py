@@ -132,3 +132,18 @@ def check_model(rec, run: Run, value_and_grad=uf.value_and_grad, loss_fn=None, t
         assert grads[key].shape == value.shape, f"{key}: {grads[key].shape} != {value.shape}"
         errors[key] = rel_error(grads[key], numeric_grad(loss_fn, run, key, value, eps), floor)
     return errors
+
+
+def check_in_the_cuda_simulator(model, *args: str) -> None:
+    """`unfold check MODEL --target cuda ARGS` in a child process under numba's
+    CUDA simulator (it must be chosen before numba.cuda is first imported)."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+    pytest.importorskip("numba.cuda")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    run = subprocess.run([sys.executable, "-m", "unfold.tools.cli", "check", str(model), "--target", "cuda", *args],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "gradient check: passed" in run.stdout, run.stdout + run.stderr

@@ -2,15 +2,13 @@
 so every target must give exactly what the same model with one-hot inputs
 gives (the oracle here), the index no gradient, the padding never read, and
 a bad token an InputError naming the input."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import unfold as uf
 from unfold.lang.builder import Model, mse, tanh
+from gradcheck import check_in_the_cuda_simulator
 
 EMB = """
 H = dim(3)
@@ -90,10 +88,6 @@ def test_embedding_misuse_is_a_model_error(line, words):
 
 
 def test_cli_checks_an_embedding_on_the_cuda_simulator(tmp_path):
-    pytest.importorskip("numba.cuda")
     model = tmp_path / "emb.rnn"
     model.write_text(EMB)
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    run = subprocess.run([sys.executable, "-m", "unfold.tools.cli", "check", str(model), "--target", "cuda",
-                          "--tau", "3", "--batch", "2"], env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0 and "gradient check: passed" in run.stdout, run.stdout + run.stderr
+    check_in_the_cuda_simulator(model, "--tau", "3", "--batch", "2")

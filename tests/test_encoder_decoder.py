@@ -3,9 +3,6 @@
 Oracles: a PyTorch autograd implementation of the same model written by hand
 (float64, variable lengths on both sides), float64 finite differences of the
 whole composition, and the step-program interpreter against the CPU kernels."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ import unfold as uf
 from unfold import seq2seq
 from unfold.tools import cli
 from unfold.tools.composite import random_problem
+from gradcheck import check_in_the_cuda_simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "examples" / "models" / "encoder_decoder.rnn"
@@ -121,12 +119,7 @@ def test_cli_checks_and_draws_an_encoder_decoder(tmp_path, capsys):
 
 
 def test_cuda_simulator_checks_an_encoder_decoder():
-    pytest.importorskip("numba.cuda")
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    run = subprocess.run([sys.executable, "-m", "unfold.tools.cli", "check", str(MODEL), "--target", "cuda",
-                          "--tau", "3", "--batch", "2", "--dims", "H=4,K=3,D=2"],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0 and "gradient check: passed" in run.stdout, run.stdout + run.stderr
+    check_in_the_cuda_simulator(MODEL, "--tau", "3", "--batch", "2", "--dims", "H=4,K=3,D=2")
 
 
 def test_an_encoder_decoder_from_the_python_builder_equals_the_file(small):

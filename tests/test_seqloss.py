@@ -3,9 +3,6 @@ unfold/seqloss/): parsed with its errors at the file's line and column,
 compiled on every target, its gradient through the recurrence against
 float64 finite differences and against `ctc_value_and_grad` (tests/test_ctc.py
 checks that one against torch.nn.CTCLoss), and the command line."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ import unfold as uf
 from unfold import seqloss
 from unfold.tools import cli
 from unfold.train.ctc import ctc_value_and_grad
+from gradcheck import check_in_the_cuda_simulator
 
 MODEL = Path(__file__).resolve().parent.parent / "examples" / "models" / "ctc.rnn"
 BASE = "H = dim(3)\nD = dim(2)\nC = dim(4)\nx = input(D)\nW = param(C, D)\n"
@@ -118,9 +116,4 @@ def test_cli_checks_and_draws_a_ctc_model(tmp_path, capsys):
 
 
 def test_cuda_simulator_checks_a_ctc_model():
-    pytest.importorskip("numba.cuda")
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    run = subprocess.run([sys.executable, "-m", "unfold.tools.cli", "check", str(MODEL), "--target", "cuda",
-                          "--tau", "4", "--batch", "2", "--dims", "H=3,D=2"],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0 and "gradient check: passed" in run.stdout, run.stdout + run.stderr
+    check_in_the_cuda_simulator(MODEL, "--tau", "4", "--batch", "2", "--dims", "H=3,D=2")

@@ -3,9 +3,6 @@
 each call (compiler/tied.py).  Oracles: finite differences of the reference,
 the reference against every target, and the same model with the transpose
 declared as a param of its own."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +10,7 @@ import pytest
 import unfold as uf
 from unfold.lang.builder import Model, mse, tanh
 from unfold.tools.gradcheck import gradcheck, random_run
+from gradcheck import check_in_the_cuda_simulator
 
 TIED = """
 H = dim(3)
@@ -80,10 +78,6 @@ def test_a_transposed_const_gets_no_gradient_and_the_builder_agrees():
 
 
 def test_cuda_simulator_checks_a_tied_model(tmp_path):
-    pytest.importorskip("numba.cuda")
     model = tmp_path / "tied.rnn"
     model.write_text(TIED)
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    run = subprocess.run([sys.executable, "-m", "unfold.tools.cli", "check", str(model), "--target", "cuda",
-                          "--tau", "3", "--batch", "2"], env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0 and "gradient check: passed" in run.stdout, run.stdout + run.stderr
+    check_in_the_cuda_simulator(model, "--tau", "3", "--batch", "2")
