@@ -15,6 +15,7 @@ import dataclasses
 
 import numpy as np
 
+from ..graph.runargs import host_array
 from ..lang.ir import Call, Role, walk
 from ..lang.recurrence import Recurrence
 
@@ -75,14 +76,14 @@ def expand(params: dict, ties: dict[str, str]) -> dict:
 
 
 def fold(grads: dict, ties: dict[str, str], rec: Recurrence) -> dict:
-    """The gradients with each derived param's added, transposed, into its param's."""
+    """The gradients with each derived param's added, transposed, into its param's
+    (on the host: a gradient given back on a device comes back as a numpy array)."""
     for derived, name in ties.items():
         g = grads.pop(derived, None)
         if g is None or rec.symbols[name].role is not Role.PARAM:
             continue
-        g = np.asarray(g.copy_to_host() if hasattr(g, "copy_to_host") else g).T
-        grads[name] = g + np.asarray(grads[name].copy_to_host() if hasattr(grads[name], "copy_to_host")
-                                     else grads[name]) if name in grads else np.ascontiguousarray(g)
+        g = np.asarray(host_array(g)).T
+        grads[name] = np.asarray(host_array(grads[name])) + g if name in grads else np.ascontiguousarray(g)
     return grads
 
 

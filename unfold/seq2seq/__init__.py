@@ -4,7 +4,7 @@
     fn = uf.seq2seq.compile(ed, "cpu")  # both parts compiled; value_and_grad through both
 """
 from .compiled import CompiledEncoderDecoder, compile
-from .model import EncoderDecoder, connect, is_encoder_decoder, load, parse_encoder_decoder
+from .model import EncoderDecoder, connect, load, parse_encoder_decoder
 
-__all__ = ["CompiledEncoderDecoder", "EncoderDecoder", "compile", "connect", "is_encoder_decoder", "load",
+__all__ = ["CompiledEncoderDecoder", "EncoderDecoder", "compile", "connect", "load",
            "parse_encoder_decoder"]

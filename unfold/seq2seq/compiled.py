@@ -69,8 +69,9 @@ class CompiledEncoderDecoder:
         if not isinstance(lengths, dict) or set(lengths) - set(PARTS):
             raise InputError("lengths is a dict {'encoder': [B] ints, 'decoder': [B] ints} (either may be left out)")
         linked = self.ed.linked_inputs()
-        for k in linked & set(inputs or {}):
-            raise InputError(f"input `{k}` is the encoder's context, computed, not given")
+        given = sorted(linked & set(inputs or {}))
+        if given:
+            raise InputError(f"input `{given[0]}` is the encoder's context, computed, not given")
         out = []
         for part in PARTS:
             rec = self.ed.parts[part]

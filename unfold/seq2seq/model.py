@@ -39,7 +39,6 @@ from ..lang.errors import Loc, ModelError
 from ..lang.ir import Role
 from ..lang.recurrence import Recurrence
 from ..lang.source import Source
-from ..lang.zoo import model_kind
 
 PARTS = ("encoder", "decoder")
 
@@ -90,11 +89,6 @@ class EncoderDecoder:
 
     def __str__(self) -> str:
         return self.listing()
-
-
-def is_encoder_decoder(text: str) -> bool:
-    """Whether a model's text is written as encoder and decoder blocks (a cheap test, no parse)."""
-    return model_kind(text) == "encoder-decoder"
 
 
 def load(path) -> EncoderDecoder:

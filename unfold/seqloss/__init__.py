@@ -4,7 +4,7 @@
     fn = uf.seqloss.compile(m, "cpu")    # the recurrence's kernels, CTC over its logits
 """
 from .compiled import CompiledSequenceLoss, compile
-from .model import SequenceLossModel, is_sequence_loss, load, parse_sequence_loss
+from .model import SequenceLossModel, load, parse_sequence_loss
 
-__all__ = ["CompiledSequenceLoss", "SequenceLossModel", "compile", "is_sequence_loss", "load",
+__all__ = ["CompiledSequenceLoss", "SequenceLossModel", "compile", "load",
            "parse_sequence_loss"]

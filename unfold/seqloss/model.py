@@ -27,7 +27,6 @@ from ..lang.errors import Loc, ModelError
 from ..lang.ir import Role
 from ..lang.recurrence import Recurrence
 from ..lang.source import Source
-from ..lang.zoo import model_kind
 
 REDUCTIONS = ("mean", "sum")
 _EXPECTED = "loss = ctc(z[t], l, blank=0) with `l = labels(C)` and z[t] a per-step vector of C logits"
@@ -67,11 +66,6 @@ class SequenceLossModel:
 
     def __str__(self) -> str:
         return self.listing()
-
-
-def is_sequence_loss(text: str) -> bool:
-    """Whether a model's text has a `loss = ctc(...)` line (a cheap test, no parse)."""
-    return model_kind(text) == "sequence-loss"
 
 
 def load(path) -> SequenceLossModel:
