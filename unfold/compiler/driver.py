@@ -30,7 +30,7 @@ from ..graph.runargs import RunArgs, is_device_array, to_host
 from ..lang.errors import InputError, ModelError, UnfoldError
 from ..lang.ir import Role
 from ..lang.recurrence import Recurrence, canonical
-from . import layout, tied
+from . import layout, noise, tied
 from .backend import FLOATS, Backend, backend, check_options
 from .cache import DiskCache, default_cache_dir
 from .calls import Variant, final_states, seed, seed_names, wanted
@@ -50,6 +50,7 @@ class Compiled:
                  options: dict, threads: int = 1):
         self.rec, self.backend, self.dtype = rec, target, np.dtype(dtype)
         self._lowered, self.ties = tied.untie(rec)   # W.T @ v: a derived param per transposed one
+        self._lowered, self.masks = noise.lower(self._lowered)   # dropout: a product with a mask input
         self.target = target.name
         self.mode, self.unroll, self.cache, self.options = mode, unroll, cache, options
         self.threads = threads
@@ -62,6 +63,11 @@ class Compiled:
     @property
     def cache_dir(self) -> Path:
         return self.cache.dir
+
+    @property
+    def dropout(self) -> bool:
+        """Does the model drop units in training mode (calls given a `seed`)?"""
+        return bool(self.masks)
 
     # -- building --------------------------------------------------------------
     def program(self, masked: bool = False, wrt=None, seeds=()):
@@ -130,7 +136,7 @@ class Compiled:
         return self._local.ws
 
     def _prepare(self, params, inputs, targets, init, lengths, tau, batch, need_targets=True, returned=False,
-                 wrt=None, seeds=()):
+                 wrt=None, seeds=(), seed=None):
         """The checked run, its step program, its buffers, and whether it runs on
         device arrays (then the params and initial states, packed on the host,
         are copied there; the sequences stay put)."""
@@ -139,43 +145,48 @@ class Compiled:
         if device:
             params, init = to_host(params), to_host(init)
         run = RunArgs.check(self.rec, params, inputs, targets, init, lengths, tau, batch, strict=True,
-                            dtype=self.dtype, need_targets=need_targets, device=self.backend.device_arrays)
-        if self.ties:
-            run = dataclasses.replace(run, params=tied.expand(run.params, self.ties))
-        program = self.program(run.mask is not None, tied.wanted(wanted(self.rec, wrt), self.ties), seeds)
+                            dtype=self.dtype, need_targets=need_targets, device=self.backend.device_arrays,
+                            seed=seed)
+        run = dataclasses.replace(run, params=tied.expand(run.params, self.ties),
+                                  inputs=noise.inputs(run, self.masks, self.workspace()))
+        grads = noise.wanted(tied.wanted(wanted(self.rec, wrt), self.ties), self.rec, self.masks)
+        program = self.program(run.mask is not None, grads, seeds)
         fresh = layout.output_buffers(program) if returned else ()
         return run, program, layout.prepare(program, run, self.workspace(), fresh), device
 
     def __call__(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None,
-                 return_state=False):
+                 return_state=False, seed=None):
         """Every state and intermediate [T, B, ...], and the loss: like `uf.evaluate`;
-        with `return_state`, (that, each state's final value)."""
+        with `return_state`, (that, each state's final value).  seed: training
+        mode, dropout's masks drawn from it (None: evaluation, no unit dropped)."""
         run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
-                                                   need_targets=False, returned=True)
+                                                   need_targets=False, returned=True, seed=seed)
         loss, dev = self._healing(program, run, lambda kern: kern.forward(run.tau, run.batch, 0, bufs, device))
         out = self.backend.outputs(program, bufs, dev, run)
         if program.loss and (targets or not self.rec.of_role(Role.TARGET)):
             out["loss"] = float(loss)
         return (out, final_states(program, bufs, run)) if return_state else out
 
-    def loss(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None) -> float:
+    def loss(self, params, inputs=None, targets=None, init=None, lengths=None, tau=None, batch=None,
+             seed=None) -> float:
         """The loss alone: the forward pass without returning its values."""
         self._need_loss()
-        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch)
+        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch, seed=seed)
         return float(self._healing(program, run, lambda k: k.forward(run.tau, run.batch, 0, bufs, device))[0])
 
     def value_and_grad(self, params, inputs=None, targets=None, init=None, lengths=None, truncate=None,
-                       tau=None, batch=None, wrt=None, has_aux=False, return_state=False):
+                       tau=None, batch=None, wrt=None, has_aux=False, return_state=False, seed=None):
         """The loss and its gradients (device arrays, given device arrays).
 
         wrt: "all" (default: params, inputs, `init:<state>`s), "params", or
         names: only those are computed.  has_aux: (loss, outputs) in place of
         the loss, outputs as `fn(...)` gives them.  return_state: also each
-        state's final value (the next chunk's `init`)."""
+        state's final value (the next chunk's `init`).  seed: training mode,
+        dropout's masks drawn from it (None: evaluation, no unit dropped)."""
         self._need_loss()
         _check_truncate(truncate)
         run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
-                                                   returned=has_aux, wrt=wrt)
+                                                   returned=has_aux, wrt=wrt, seed=seed)
         loss, grads, dev = self._backward(program, run, bufs, device, truncate, None)
         value = float(loss)
         if has_aux:
@@ -183,14 +194,16 @@ class Compiled:
         return (value, grads, final_states(program, bufs, run)) if return_state else (value, grads)
 
     def vjp(self, params, inputs=None, cotangents=None, targets=None, init=None, lengths=None, truncate=None,
-            tau=None, batch=None, wrt=None):
+            tau=None, batch=None, wrt=None, seed=None):
         """The gradients of sum over outputs of <cotangent, output>: `cotangents`
         maps output names (states, intermediates) to [T, B, n] arrays, and
-        `loss` to a number; for losses computed outside the model."""
+        `loss` to a number; for losses computed outside the model.  seed: as
+        for `value_and_grad` (the forward pass's masks come from it)."""
         _check_truncate(truncate)
         seeds = seed_names(self.rec, cotangents)
         run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
-                                                   need_targets="loss" in cotangents, wrt=wrt, seeds=seeds)
+                                                   need_targets="loss" in cotangents, wrt=wrt, seeds=seeds,
+                                                   seed=seed)
         return self._backward(program, run, bufs, device, truncate, cotangents_of(self.rec, cotangents, run))[1]
 
     def stepper(self, params, batch: int = 1) -> Stepper:

@@ -8,7 +8,8 @@ Each call writes x_t and the state into the buffers of a one-step run, calls
 the forward kernel and reads the new values out: no checks beyond the
 arrays' shapes, no allocation but the returned values, so a step of a small
 cell costs a few microseconds.  A state read k > 1 steps back carries its
-last k values, oldest first ([k, B, n]); a model whose inputs are read late
+last k values, oldest first ([k, B, n]).  A step runs in evaluation mode
+(dropout off).  A model whose inputs are read late
 (`x[t-1]`), that reads the step index `t` or that has backward states
 cannot be stepped.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from ..graph.runargs import RunArgs
 from ..lang.errors import InputError, ModelError
 from ..lang.ir import Call, Role, walk
-from . import layout, tied
+from . import layout, noise, tied
 from .program import Layout, Leaf
 from .threads import BlasThreads
 
@@ -42,8 +43,9 @@ class Stepper:
         self.run = RunArgs.check(rec, params, {k: v for k, v in zeros.items() if rec.symbols[k].role is Role.INPUT},
                                  {k: v for k, v in zeros.items() if rec.symbols[k].role is Role.TARGET},
                                  tau=1, batch=batch, strict=True, dtype=fn.dtype)
-        if fn.ties:   # W.T @ v: the derived transposes (compiler/tied.py)
-            self.run = dataclasses.replace(self.run, params=tied.expand(self.run.params, fn.ties))
+        # W.T @ v: the derived transposes (compiler/tied.py); dropout's masks: ones, a step is evaluation
+        self.run = dataclasses.replace(self.run, params=tied.expand(self.run.params, fn.ties),
+                                       inputs=noise.inputs(self.run, fn.masks, {}))
         self.fn, self.program = fn, fn.program()
         self.bufs = layout.prepare(self.program, self.run, {})   # buffers of its own, not the workspace's
         kernels = fn.kernels(self.program, 1)
@@ -52,7 +54,8 @@ class Stepper:
             (lambda: kernels.forward(1, batch, 0, self.bufs, False))
         p = self.program
         self.inputs = {b.symbol: (self.bufs[b.name], b.layout is Layout.INPUT) for b in p.buffers
-                       if b.layout in (Layout.INPUT, Layout.STATIC_INPUT) and rec.symbols[b.symbol].role is Role.INPUT}
+                       if b.layout in (Layout.INPUT, Layout.STATIC_INPUT) and b.symbol in rec.symbols
+                       and rec.symbols[b.symbol].role is Role.INPUT}
         self.states = [(s.name, s.depth, self.bufs[p.places[s.value].buffer.name]) for s in p.states]
         self.outputs = layout.outputs(p, self.bufs, 1, batch)      # views: [1, B, n] each
 

@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from ..graph.runargs import host_array
-from ..lang.ir import Call, Role, walk
+from ..lang.ir import Call, Role, transform, walk
 from ..lang.recurrence import Recurrence
 
 SUFFIX = "__T"
@@ -50,19 +50,14 @@ def _transposed(e) -> bool:
 
 
 def _rewrite(e, names: dict[str, str]):
-    """`W.T @ v` -> `W__T @ v`, everywhere in an expression tree (iteratively: trees may be deep)."""
-    done: dict[int, object] = {}
-    for node in walk(e):
-        if not isinstance(node, Call):
-            continue
-        args = tuple(done.get(id(a), a) for a in node.args)
-        if _transposed(node):
-            w = args[0]
-            args = (dataclasses.replace(w, name=names[w.name], shape=w.shape[::-1]),) + args[1:]
-            done[id(node)] = dataclasses.replace(node, args=args, attrs=())
-        elif any(a is not b for a, b in zip(args, node.args)):
-            done[id(node)] = dataclasses.replace(node, args=args)
-    return done.get(id(e), e)
+    """`W.T @ v` -> `W__T @ v`, everywhere in an expression tree."""
+    def change(node, args):
+        if not _transposed(node):
+            return None
+        w = args[0]
+        return dataclasses.replace(node, args=(dataclasses.replace(w, name=names[w.name], shape=w.shape[::-1]),)
+                                   + args[1:], attrs=())
+    return transform(e, change)
 
 
 def expand(params: dict, ties: dict[str, str]) -> dict:

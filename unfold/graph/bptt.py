@@ -121,17 +121,18 @@ def _window(tau: int, k: int | None):
 
 
 def value_and_grad(rec: Recurrence, params, inputs=None, targets=None, init=None, lengths=None,
-                   truncate=None, tau=None, batch=None):
+                   truncate=None, tau=None, batch=None, seed=None):
     """The loss and its gradient for every param, input and initial state.
 
     Gradient keys: param names; input names ([T, B, n] like the input);
     `init:<state>` ([B, n], the sum over the state's initial instances).
-    Consts and targets get none.
+    Consts and targets get none.  seed: training mode, dropout's masks drawn
+    from it (None: evaluation mode, no unit dropped).
     """
     if rec.loss is None:
         raise ModelError(f"model `{rec.name}` has no loss to differentiate", None,
                          "a line `loss = sum_t(...)`, `mean_t(...)` or `last_t(...)`")
-    run = RunArgs.check(rec, params, inputs, targets, init, lengths, tau, batch)
+    run = RunArgs.check(rec, params, inputs, targets, init, lengths, tau, batch, seed=seed)
     dag = unfold(rec, run.tau, last=run.last_steps)
     gg = grad_graph(dag, truncate=truncate, masked=lengths is not None)
     env = interpret.run(gg, run, {adjoint(LOSS): np.ones((), run.dtype)})

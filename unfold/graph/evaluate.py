@@ -22,10 +22,11 @@ from .unfolding import LOSS, unfold
 
 
 def evaluate(rec: Recurrence, params, inputs=None, targets=None, init=None, lengths=None,
-             tau=None, batch=None) -> dict[str, np.ndarray]:
+             tau=None, batch=None, seed=None) -> dict[str, np.ndarray]:
     """Every state and intermediate as [T, B, ...], and `loss` (a float) if the
-    model has one and targets are given, by the reference interpreter."""
-    run = RunArgs.check(rec, params, inputs, targets, init, lengths, tau, batch, need_targets=False)
+    model has one and targets are given, by the reference interpreter.  seed:
+    training mode, dropout's masks drawn from it (None: evaluation mode)."""
+    run = RunArgs.check(rec, params, inputs, targets, init, lengths, tau, batch, need_targets=False, seed=seed)
     dag = unfold(rec, run.tau, last=run.last_steps)
     env = interpret.run(dag, run)
     out = {s.name: interpret.stack(dag, env, s.name, run.tau) for s in rec.of_role(Role.STATE, Role.INTER)}

@@ -20,7 +20,10 @@ _LEAVES = (Kind.PARAM, Kind.CONST, Kind.INPUT, Kind.TARGET)
 
 
 class Context:
-    """What an op may ask of the run: batch, dtype, mask, init, and the step of a node."""
+    """What an op may ask of the run: batch, dtype, mask, init, dropout's noise,
+    and the step of a node; `rows`, the sequences its values hold (all)."""
+
+    rows = slice(None)
 
     def __init__(self, run: RunArgs, dag: nx.DiGraph):
         self.run, self.dag = run, dag
@@ -80,7 +83,7 @@ def _vjp(a: dict, nodes, env: dict, ctx: Context):
     running = ctx.mask[fwd["t"]]
     per_seq = [_batched(nodes[u]) for u in inputs]
     rows = [x[running] if x is not None and b else x for x, b in zip(fargs, per_seq)]
-    part = op.vjp(i, g[running], rows, fwd, _Rows(ctx, int(running.sum())))
+    part = op.vjp(i, g[running], rows, fwd, _Rows(ctx, running))
     if not per_seq[i]:
         return part   # summed over the running sequences
     out = np.zeros((ctx.batch,) + part.shape[1:], part.dtype)
@@ -98,8 +101,8 @@ def _batched(node: dict) -> bool:
 class _Rows:
     """A context for the running sequences only."""
 
-    def __init__(self, ctx: Context, batch: int):
-        self.ctx, self.batch = ctx, batch
+    def __init__(self, ctx: Context, running: np.ndarray):
+        self.ctx, self.rows, self.batch = ctx, running, int(running.sum())
 
     def __getattr__(self, name):
         return getattr(self.ctx, name)

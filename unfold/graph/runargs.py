@@ -18,6 +18,7 @@ import numpy as np
 
 from ..lang.errors import InputError
 from ..lang.ir import Role
+from ..lang.ops import dropout
 from ..lang.recurrence import Recurrence
 
 FLOATS = (np.float32, np.float64)
@@ -37,12 +38,14 @@ class RunArgs:
     batch: int
     dtype: np.dtype
     mask: np.ndarray | None = field(default=None)  # [T+1, B] bool, indexed by step t
+    noise: dict = field(default_factory=dict)       # dropout site -> its mask [T, B, n]; {}: evaluation
 
     @classmethod
     def check(cls, rec: Recurrence, params, inputs=None, targets=None, init=None, lengths=None,
               tau=None, batch=None, strict=False, dtype=None,
-              need_targets=True, device=False) -> "RunArgs":
-        """`device`: inputs and targets may be CUDA device arrays (target "cuda")."""
+              need_targets=True, device=False, seed=None) -> "RunArgs":
+        """`device`: inputs and targets may be CUDA device arrays (target "cuda");
+        `seed`: a training run, its dropout masks drawn from it (None: evaluation)."""
         inputs, targets, init = dict(inputs or {}), dict(targets or {}), dict(init or {})
         params = _check_params(rec, params, strict, dtype)
         dt = np.dtype(dtype) if dtype is not None else (
@@ -77,7 +80,7 @@ class RunArgs:
         inits = _check_init(rec, init, batch, dt, strict)
         lengths, mask = _check_lengths(lengths, tau, batch)
         _check_classes(rec, seqs, mask)
-        return cls(params, seqs, inits, lengths, tau, batch, dt, mask)
+        return cls(params, seqs, inits, lengths, tau, batch, dt, mask, _noise(rec, tau, batch, seed, dt))
 
     @property
     def last_steps(self) -> list[int]:
@@ -87,6 +90,12 @@ class RunArgs:
     @property
     def lengths_or_tau(self) -> np.ndarray:
         return self.lengths.astype(float) if self.lengths is not None else np.full(self.batch, float(self.tau))
+
+
+def _noise(rec: Recurrence, tau: int, batch: int, seed, dtype) -> dict:
+    """Each dropout's mask for a training run (`seed`: a whole number); {} for evaluation (None)."""
+    seed = dropout.check_seed(seed)
+    return {} if seed is None else dropout.masks(rec, tau, batch, seed, dtype)
 
 
 def is_device_array(a) -> bool:

@@ -205,9 +205,16 @@ for _name in ew.FUNCTIONS:
 
 
 def _tensor(op):
-    def call(*args):
+    allowed = getattr(op, "keywords", ())   # dropout(v, p, variational=True)
+
+    def call(*args, **flags):
         op.check_arity(len(args), _here())
-        return E(Call(op, tuple(_node(a) for a in args), _here()))
+        for k, v in flags.items():
+            if k not in allowed or type(v) is not bool:
+                raise ModelError(f"{op.name}() takes no keyword argument `{k}`" if k not in allowed else
+                                 f"`{k}=` takes True or False, not {v!r}", _here(),
+                                 f"{op.name}({op.signature}" + "".join(f", {a}=True" for a in allowed) + ")")
+        return E(Call(op, tuple(_node(a) for a in args), _here(), attrs=tuple(k for k, v in flags.items() if v)))
     call.__name__ = op.name
     return call
 

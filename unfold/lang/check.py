@@ -282,6 +282,12 @@ class _Shapes:
     def __init__(self, symbols: dict[str, Symbol], dims: dict[str, int]):
         self.symbols, self.dims = symbols, dims
         self.math: dict[int, tuple] = {}  # id(elementwise call) -> (the call, its expanded sympy math)
+        self.counts: dict[str, int] = {}  # op name -> how many were numbered (dropout's sites)
+
+    def count(self, what: str) -> int:
+        """0, 1, 2, ...: a number per call of an op that needs one, in step order."""
+        n = self.counts[what] = self.counts.get(what, -1) + 1
+        return n
 
     def describe(self, e) -> str:
         sym = self.symbols.get(e.name) if isinstance(e, Read) else None

@@ -292,12 +292,25 @@ class _Parser:
             return k if isinstance(node.op, ast.Add) else -k
         self.error(node, "bad time index", "t, t-k or t+k with a whole number k")
 
+    def flags(self, node: ast.Call, op) -> tuple:
+        """The keywords an op allows (`dropout(v, p, variational=True)`), each True
+        or False as written: the names of those set True."""
+        allowed, f, on = getattr(op, "keywords", ()), node.func.id, []
+        usage = f"{f}({op.signature}" + "".join(f", {k}=True" for k in allowed) + ")" if op else \
+            f"{f}(...) with positional arguments"
+        for kw in node.keywords:
+            if kw.arg not in allowed:
+                self.error(kw.value if kw.arg else kw, f"{f}() takes no keyword argument `{kw.arg}`" if kw.arg else
+                           f"{f}() takes no ** arguments", usage)
+            if not (isinstance(kw.value, ast.Constant) and type(kw.value.value) is bool):
+                self.error(kw.value, f"`{kw.arg}=` takes True or False", f"{kw.arg}=True")
+            if kw.value.value and kw.arg not in on:
+                on.append(kw.arg)
+        return tuple(on)
+
     def call(self, node: ast.Call, loc):
         f = node.func.id
-        if node.keywords:
-            kw = node.keywords[0]
-            self.error(kw.value if kw.arg else kw, f"{f}() takes no keyword arguments",
-                       f"{f}(...) with positional arguments")
+        flags = self.flags(node, CALLABLE.get(f))
         args = tuple(self.expr(a) for a in node.args)
         fn = ew.FUNCTIONS.get(f) or self.functions.get(f)
         if fn is not None:
@@ -307,6 +320,6 @@ class _Parser:
             return Call(EW, args, loc, f, fn)
         if f in CALLABLE:
             CALLABLE[f].check_arity(len(args), self.loc(node))
-            return Call(CALLABLE[f], args, loc)
+            return Call(CALLABLE[f], args, loc, attrs=flags)
         self.error(node.func, f"unknown function `{f}`", "one of " + ", ".join(
             [*ew.FUNCTIONS, *self.functions, *CALLABLE]) + ", or a `def` above its use")

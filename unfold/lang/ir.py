@@ -17,7 +17,7 @@ array [B, n] and a per-step scalar an array [B, 1]; params keep their shape.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 import sympy as sp
@@ -99,6 +99,23 @@ def walk(e: Expr):
             continue
         stack.append((node, True))
         stack.extend((a, False) for a in reversed(node.args))
+
+
+def transform(e: Expr, change) -> Expr:
+    """`e` rebuilt bottom-up: `change(call, args)` (args already rebuilt) gives a
+    call's replacement, or None to keep it (with the new args, if any changed).
+    Iterative, as trees may be deep."""
+    done: dict[int, Expr] = {}
+    for node in walk(e):
+        if not isinstance(node, Call):
+            continue
+        args = tuple(done.get(id(a), a) for a in node.args)
+        new = change(node, args)
+        if new is not None:
+            done[id(node)] = new
+        elif any(a is not b for a, b in zip(args, node.args)):
+            done[id(node)] = replace(node, args=args)
+    return done.get(id(e), e)
 
 
 def reads(e: Expr) -> list[Read]:

@@ -12,6 +12,7 @@ import dataclasses
 
 from ...lang.errors import UnfoldError
 from ...lang.recurrence import Recurrence
+from .. import noise, tied
 from ..program import Program
 from ..verify import verify
 from .backward import derive_backward
@@ -30,10 +31,15 @@ def lower(rec: Recurrence, masked: bool = False, until: str | None = None, wrt=N
     """The step program of `rec` (`masked`: for runs with `lengths`), after
     every pass or after `until`.  `wrt`: the gradients the backward pass
     computes (names of params, inputs, `init:<state>`; None: all); `seeds`:
-    variables whose outside cotangents it takes (`fn.vjp`)."""
+    variables whose outside cotangents it takes (`fn.vjp`).  A product with a
+    transposed param and a dropout are rewritten first (tied.py, noise.py;
+    nothing to do when the compiler has done it)."""
     if until is not None and until not in PASS_NAMES:
         raise UnfoldError(f"unknown pass {until!r}; expected one of {', '.join(PASS_NAMES)}")
-    program = Program(rec, masked, None if wrt is None else frozenset(wrt), frozenset(seeds))
+    untied, _ = tied.untie(rec)
+    lowered, masks = noise.lower(untied)
+    wrt = noise.wanted(wrt, untied, masks)
+    program = Program(lowered, masked, None if wrt is None else frozenset(wrt), frozenset(seeds))
     for step in PASSES:
         program = step(program)
         program = dataclasses.replace(program, passes=[*program.passes, step.__name__])

@@ -7,6 +7,7 @@ Elementwise *functions* (tanh, sigmoid, erf, where, ...) are entries of
 `unfold.lang.elementwise`; they all run through the one elementwise op `ew`.
 """
 from .base import REGISTRY, Lowering, Op, lookup, unbroadcast
+from .dropout import DROPOUT
 from .index import OneHot
 from .index import lookup as embedding_lookup
 from .linear import EW, MATMUL
@@ -22,4 +23,4 @@ CALLABLE = {op.name: op for op in REGISTRY.values() if op.in_models}
 
 __all__ = ["REGISTRY", "Lowering", "Op", "lookup", "unbroadcast", "EW", "MATMUL", "ASSIGN", "INIT",
            "LOSS_OP", "SLICE", "CONCAT", "CALLABLE", "MSE", "SoftmaxCrossEntropy", "Mean", "Sum",
-           "log_softmax", "Softmax", "LogSoftmax", "STEP_INDEX", "OneHot", "embedding_lookup"]
+           "log_softmax", "Softmax", "LogSoftmax", "STEP_INDEX", "OneHot", "embedding_lookup", "DROPOUT"]
