@@ -11,7 +11,9 @@ callbacks run once per mapped element, one after another
 (`vmap_method="sequential"`): correct for any `in_axes`, params included, but
 no faster than a loop; for speed put the examples in the batch axis B.
 Double differentiation (a Hessian) is not available: the backward pass is a
-callback, not JAX code.
+callback, not JAX code.  Dropout is on when `f` is given a PRNG key
+(`f(params, x, key=key)`, training mode: the masks are drawn from it, the
+same in the forward and the backward pass) and off without one.
 """
 from __future__ import annotations
 
@@ -28,12 +30,14 @@ from ..lang.extras import require
 
 
 def to_jax(rec: Recurrence, target: str = "cpu", outputs=None, **compile_options):
-    """`f(params, inputs, init=None, lengths=None)`: the outputs of `rec` (by
-    default its states: one state's [T, B, H] array, or a dict by name; see
-    `outputs` in uf.to_torch).  inputs: an array (a model with one input) or a
-    dict name -> [T, B, ...] (targets that equations read go here too); init:
-    state name -> [B, n]; lengths: one per sequence.  The dtype (float32, or
-    float64 under jax_enable_x64) is the params'; each is compiled on first use."""
+    """`f(params, inputs, init=None, lengths=None, key=None)`: the outputs of
+    `rec` (by default its states: one state's [T, B, H] array, or a dict by
+    name; see `outputs` in uf.to_torch).  inputs: an array (a model with one
+    input) or a dict name -> [T, B, ...] (targets that equations read go here
+    too); init: state name -> [B, n]; lengths: one per sequence; key: a
+    `jax.random` key, for training mode (dropout's masks drawn from it).  The
+    dtype (float32, or float64 under jax_enable_x64) is the params'; each is
+    compiled on first use."""
     jax = require("jax", "jax", "uf.to_jax")
     if not isinstance(rec, Recurrence):
         raise UnfoldError(f"uf.to_jax takes a recurrence (uf.load, uf.parse), not {type(rec).__name__}")
@@ -41,12 +45,13 @@ def to_jax(rec: Recurrence, target: str = "cpu", outputs=None, **compile_options
     core = jax.custom_vjp(bridge.primal)
     core.defvjp(bridge.primal_and_residuals, bridge.backward)
 
-    def f(params, inputs, init=None, lengths=None):
+    def f(params, inputs, init=None, lengths=None, key=None):
         if not isinstance(params, dict):
             raise UnfoldError(f"params must be a dict name -> array, not {type(params).__name__}")
         arrays = bridge.named_inputs(inputs)
         lengths = None if lengths is None else jax.numpy.asarray(lengths, dtype=jax.numpy.int32)
-        out = core(dict(params), arrays, dict(init or {}), lengths)
+        seed = None if key is None else jax.random.randint(key, (), 0, 2 ** 31 - 1, dtype=jax.numpy.int32)
+        out = core(dict(params), arrays, dict(init or {}), lengths, seed)
         return out[0] if bridge.single else dict(zip(bridge.names, out))
 
     f.__doc__ = f"`{rec.name}` on unfold's compiled kernels (uf.to_jax)."
@@ -97,26 +102,26 @@ class _Host:
         return tuple(self.jax.ShapeDtypeStruct(timed[0] + (tuple(self.rec.symbols[k].shape) or (1,)), dtype)
                      for k in self.names)
 
-    def primal(self, params, inputs, init, lengths):
+    def primal(self, params, inputs, init, lengths, seed):
         forward = functools.partial(self.forward, self.dtype(params))   # the dtype as traced
         return self.jax.pure_callback(forward, self.output_shapes(params, inputs), params, inputs, init,
-                                      lengths, vmap_method="sequential")
+                                      lengths, seed, vmap_method="sequential")
 
-    def primal_and_residuals(self, params, inputs, init, lengths):
-        return self.primal(params, inputs, init, lengths), (params, inputs, init, lengths)
+    def primal_and_residuals(self, params, inputs, init, lengths, seed):
+        return self.primal(params, inputs, init, lengths, seed), (params, inputs, init, lengths, seed)
 
     def backward(self, residuals, cotangents):
-        params, inputs, init, lengths = residuals
+        params, inputs, init, lengths, seed = residuals
         shapes = self.jax.tree.map(lambda a: self.jax.ShapeDtypeStruct(a.shape, a.dtype), (params, inputs, init))
         gradients = functools.partial(self.gradients, self.dtype(params))
-        grads = self.jax.pure_callback(gradients, shapes, params, inputs, init, lengths, tuple(cotangents),
+        grads = self.jax.pure_callback(gradients, shapes, params, inputs, init, lengths, seed, tuple(cotangents),
                                        vmap_method="sequential")
-        # lengths are integers: their cotangent is float0 zeros (None when there are none)
-        none = None if lengths is None else np.zeros(lengths.shape, self.jax.dtypes.float0)
-        return (*grads, none)
+        # lengths and the seed are integers: their cotangents are float0 zeros (None when there are none)
+        none = [None if a is None else np.zeros(a.shape, self.jax.dtypes.float0) for a in (lengths, seed)]
+        return (*grads, *none)
 
     # -- on the host: numpy arrays -----------------------------------------------
-    def arguments(self, dtype, params, inputs, init, lengths) -> dict:
+    def arguments(self, dtype, params, inputs, init, lengths, seed) -> dict:
         if self.dtype(params) != dtype:
             raise UnfoldError(f"the params reached unfold's kernels as {self.dtype(params)}, traced as {dtype}: "
                               "jax.enable_x64 as a context manager holds only in its own thread, and JAX may "
@@ -126,15 +131,16 @@ class _Host:
         targets = {k: inputs.pop(k) for k in list(inputs)
                    if k in self.rec.symbols and self.rec.symbols[k].role is Role.TARGET}
         return {"params": host(params), "inputs": inputs, "targets": targets, "init": host(init),
-                "lengths": None if lengths is None else np.asarray(lengths, dtype=np.int64)}
+                "lengths": None if lengths is None else np.asarray(lengths, dtype=np.int64),
+                "seed": None if seed is None else int(seed)}
 
-    def forward(self, dtype, params, inputs, init, lengths):
-        args = self.arguments(dtype, params, inputs, init, lengths)
+    def forward(self, dtype, params, inputs, init, lengths, seed):
+        args = self.arguments(dtype, params, inputs, init, lengths, seed)
         out = self.fn(dtype)(**args)
         return tuple(np.ascontiguousarray(out[k]) for k in self.names)
 
-    def gradients(self, dtype, params, inputs, init, lengths, cotangents):
-        args = self.arguments(dtype, params, inputs, init, lengths)
+    def gradients(self, dtype, params, inputs, init, lengths, seed, cotangents):
+        args = self.arguments(dtype, params, inputs, init, lengths, seed)
         fn = self.fn(dtype)
         cots = {k: np.ascontiguousarray(c, dtype=dtype) for k, c in zip(self.names, cotangents)}
         wrt = [s.name for s in self.rec.of_role(Role.PARAM) if s.name in params] + \

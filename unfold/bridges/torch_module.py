@@ -6,6 +6,10 @@ tensors.  Backward: PyTorch's cotangents of those sequences go to `fn.vjp`,
 which runs the compiled BPTT and returns the gradients of exactly the params,
 inputs and initial states that need one.  Every state is seeded (zeros when
 PyTorch has none for it), so one call pattern is one compiled variant.
+In training mode (`module.train()`, PyTorch's default) a model with dropout
+draws a seed for its masks from PyTorch's generator at each call (so
+`torch.manual_seed` makes them reproducible); the backward pass reuses it.
+In evaluation mode (`module.eval()`) no unit is dropped.
 """
 from __future__ import annotations
 
@@ -65,13 +69,17 @@ class UnfoldModule(torch.nn.Module):
                               f"{', '.join(sorted(map(str, dtypes)))}")
         return _NUMPY[dtypes.pop()] if dtypes else self._fallback_dtype
 
-    def forward(self, inputs=None, init=None, lengths=None, tau=None, batch=None, return_state=False):
+    def forward(self, inputs=None, init=None, lengths=None, tau=None, batch=None, return_state=False, seed=None):
         """inputs: a [T, B, D] tensor (a model with one input) or a dict name ->
         tensor (targets that equations read go here too); init: state name ->
         [B, n]; lengths: one per sequence.  Returns the outputs (see to_torch);
-        with return_state, also each state's final value (PyTorch's h_n, c_n)."""
+        with return_state, also each state's final value (PyTorch's h_n, c_n).
+        seed: dropout's masks in training mode (default: drawn from PyTorch's
+        generator); ignored in evaluation mode."""
         params = self.tensors()
         call = _Call(self, params, self.named_inputs(inputs), dict(init or {}), lengths, tau, batch)
+        if self.training and call.fn.dropout:
+            call.options["seed"] = int(torch.randint(0, 2 ** 62, ()).item()) if seed is None else seed
         seqs = dict(zip(self.computed, _Run.apply(call, *call.tensors)))
         out = seqs[self.outputs[0]] if self.single else {k: seqs[k] for k in self.outputs}
         return (out, call.final_states(seqs)) if return_state else out
@@ -100,7 +108,7 @@ class _Call:
         self.keys = list(params) + list(inputs) + [f"init:{k}" for k in init]
         self.tensors = list(params.values()) + list(inputs.values()) + list(init.values())
         self.lengths = None if lengths is None else np.asarray(torch.as_tensor(lengths).cpu(), dtype=np.int64)
-        self.sizes = {"tau": tau, "batch": batch}
+        self.options = {"tau": tau, "batch": batch}   # to every call; and a `seed` in training mode
         self.device = (list(inputs.values()) + self.tensors + [torch.empty(0)])[0].device
 
     def arrays(self, tensors) -> dict:
@@ -119,7 +127,7 @@ class _Call:
         return tree
 
     def run(self, tensors) -> list:
-        out = self.fn(**self.arrays(tensors), lengths=self.lengths, **self.sizes)
+        out = self.fn(**self.arrays(tensors), lengths=self.lengths, **self.options)
         return [self.tensor(out[k]) for k in self.module.computed]
 
     def gradients(self, tensors, cotangents, needed) -> list:
@@ -130,7 +138,7 @@ class _Call:
         cots = {k: np.ascontiguousarray(c.detach().to("cpu").numpy(), dtype=self.dtype)
                 for k, c in zip(self.module.computed, cotangents)}
         grads = self.fn.vjp(**self.arrays(tensors), cotangents=cots, lengths=self.lengths, wrt=wrt,
-                            **self.sizes)
+                            **self.options)
         return [self.tensor(grads[k], like=t) if k in grads else None for k, t in zip(self.keys, tensors)]
 
     def differentiable(self, key: str) -> bool:

@@ -15,6 +15,8 @@ each sequence's last encoder step, is the cotangent of the encoder's states,
 and the encoder's BPTT (`fn.vjp`) carries it back through the encoder.  The
 encoder's forward pass runs twice (once for the context, once inside its
 vjp): the price of composing two compiled functions instead of fusing them.
+A `seed` (training mode: dropout) gives each part a seed of its own, drawn
+from it.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from ..compiler.driver import compile as compile_part
 from ..lang.errors import InputError
+from ..lang.ops.dropout import check_seed
 from ..lang.ir import Role
 from .model import PARTS, EncoderDecoder
 
@@ -32,32 +35,39 @@ class CompiledEncoderDecoder:
         self.encoder = compile_part(ed.encoder, target=target, dtype=dtype, **options)
         self.decoder = compile_part(ed.decoder, target=target, dtype=dtype, **options)
 
-    def __call__(self, params, inputs, targets=None, lengths=None) -> dict:
+    @property
+    def dropout(self) -> bool:
+        return self.encoder.dropout or self.decoder.dropout
+
+    def __call__(self, params, inputs, targets=None, lengths=None, seed=None) -> dict:
         """{"encoder": its states and intermediates, "decoder": its, and "loss" when targets are given}."""
         (pe, xe, le), (pd, xd, ld) = self._split(params, inputs, lengths)
-        enc = self.encoder(pe, xe, lengths=le)
+        se, sd = _seeds(seed)
+        enc = self.encoder(pe, xe, lengths=le, seed=se)
         xd, init = self._context(enc, xd, le)
-        dec = self.decoder(pd, xd, targets, init=init, lengths=ld)
+        dec = self.decoder(pd, xd, targets, init=init, lengths=ld, seed=sd)
         out = {"encoder": enc, "decoder": dec}
         if "loss" in dec:
             out["loss"] = dec.pop("loss")
         return out
 
-    def loss(self, params, inputs, targets, lengths=None) -> float:
+    def loss(self, params, inputs, targets, lengths=None, seed=None) -> float:
         (pe, xe, le), (pd, xd, ld) = self._split(params, inputs, lengths)
-        xd, init = self._context(self.encoder(pe, xe, lengths=le), xd, le)
-        return self.decoder.loss(pd, xd, targets, init=init, lengths=ld)
+        se, sd = _seeds(seed)
+        xd, init = self._context(self.encoder(pe, xe, lengths=le, seed=se), xd, le)
+        return self.decoder.loss(pd, xd, targets, init=init, lengths=ld, seed=sd)
 
-    def value_and_grad(self, params, inputs, targets, lengths=None):
+    def value_and_grad(self, params, inputs, targets, lengths=None, seed=None):
         """The loss and its gradient for every param (a shared one: both parts' terms
         summed), every input of either part, and the encoder's `init:<state>`s and the
         decoder's unlinked ones."""
         (pe, xe, le), (pd, xd, ld) = self._split(params, inputs, lengths)
-        enc = self.encoder(pe, xe, lengths=le)
+        se, sd = _seeds(seed)
+        enc = self.encoder(pe, xe, lengths=le, seed=se)
         xd, init = self._context(enc, xd, le)
-        loss, gd = self.decoder.value_and_grad(pd, xd, targets, init=init, lengths=ld)
+        loss, gd = self.decoder.value_and_grad(pd, xd, targets, init=init, lengths=ld, seed=sd)
         cot = self._cotangents(enc, gd, le)
-        ge = self.encoder.vjp(pe, xe, cot, lengths=le)
+        ge = self.encoder.vjp(pe, xe, cot, lengths=le, seed=se)
         grads = {k: v for k, v in gd.items() if k not in self._linked_keys()}
         for k, v in ge.items():
             grads[k] = grads[k] + v if k in grads else v
@@ -110,6 +120,12 @@ class CompiledEncoderDecoder:
                 cot[e] = np.zeros(np.shape(enc[e]), dtype=np.asarray(g).dtype)
             cot[e][last, rows] += np.asarray(g)
         return cot
+
+
+def _seeds(seed) -> tuple:
+    """The encoder's and the decoder's seeds (None, None: evaluation mode)."""
+    seed = check_seed(seed)
+    return (None, None) if seed is None else tuple(int(s) for s in np.random.SeedSequence(seed).generate_state(2))
 
 
 def compile(ed: EncoderDecoder, target: str = "cpu", dtype=np.float64, **options) -> CompiledEncoderDecoder:

@@ -26,24 +26,31 @@ class CompiledSequenceLoss:
         self.model = model
         self.fn = compile_recurrence(model.recurrence, target=target, dtype=dtype, **options)
 
-    def __call__(self, params, inputs=None, targets=None, init=None, lengths=None) -> dict:
-        """The recurrence's outputs, and the `loss` when the labels are given."""
-        out = to_host(self.fn(params, inputs, init=init, lengths=lengths))
+    @property
+    def dropout(self) -> bool:
+        return self.fn.dropout
+
+    def __call__(self, params, inputs=None, targets=None, init=None, lengths=None, seed=None) -> dict:
+        """The recurrence's outputs, and the `loss` when the labels are given
+        (seed: training mode, as for `uf.compile`'s functions)."""
+        out = to_host(self.fn(params, inputs, init=init, lengths=lengths, seed=seed))
         if targets:
             out["loss"] = self._ctc(out, targets, lengths)[0]
         return out
 
-    def loss(self, params, inputs, targets, init=None, lengths=None) -> float:
-        return self._ctc(to_host(self.fn(params, inputs, init=init, lengths=lengths)), targets, lengths)[0]
+    def loss(self, params, inputs, targets, init=None, lengths=None, seed=None) -> float:
+        out = to_host(self.fn(params, inputs, init=init, lengths=lengths, seed=seed))
+        return self._ctc(out, targets, lengths)[0]
 
-    def value_and_grad(self, params, inputs, targets, init=None, lengths=None, wrt="all", truncate=None):
+    def value_and_grad(self, params, inputs, targets, init=None, lengths=None, wrt="all", truncate=None,
+                       seed=None):
         """The CTC loss and its gradients (`wrt`: "all" — params, inputs and `init:<state>`s —,
         "params", or names)."""
         m = self.model
         labels, label_lengths = self._labels(targets)
         return ctc_value_and_grad(self.fn, params, inputs, labels, label_lengths, output=m.output,
                                   lengths=lengths, init=init, blank=m.blank, reduction=m.reduction,
-                                  zero_infinity=m.zero_infinity, wrt=wrt, truncate=truncate)
+                                  zero_infinity=m.zero_infinity, wrt=wrt, truncate=truncate, seed=seed)
 
     def _ctc(self, out: dict, targets, lengths):
         m = self.model

@@ -159,7 +159,7 @@ def cmd_check(args):
         return 0 if ok else 1
     params, inputs, targets, init = random_run(rec, args.tau, args.batch, args.seed)
     print(f"gradient check of {rec.name}: tau={args.tau} batch={args.batch} float64, target={args.target}")
-    size = dict(tau=args.tau, batch=args.batch)
+    size = dict(tau=args.tau, batch=args.batch, seed=args.seed)   # the seed: dropout in training mode
     if args.target == "reference":
         rows, ok = gradcheck(rec, params, inputs, targets, init=init, **size), True
     else:
@@ -247,7 +247,8 @@ def _command(sub, name, fn, help, tau=None, batch=False):
                        help="number of steps" + (" (required)" if tau is True else ""))
     if batch:
         s.add_argument("--batch", type=argtypes.positive, default=2, help="sequences per batch")
-        s.add_argument("--seed", type=argtypes.natural, default=0, help="random seed of the params and data")
+        s.add_argument("--seed", type=argtypes.natural, default=0,
+                       help="random seed of the params, the data and dropout's masks")
     s.set_defaults(fn=fn)
     return s
 

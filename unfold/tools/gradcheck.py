@@ -54,22 +54,21 @@ def random_run(rec: Recurrence, tau: int, batch: int, seed: int = 0, dtype=np.fl
 
 
 def gradcheck(rec: Recurrence, params, inputs, targets, init=None, lengths=None, truncate=None,
-              value_and_grad=None, loss_fn=None, eps: float = 1e-5, seed: int = 0,
-              directions: int = 3, coordinates: int = 6, tau=None, batch=None, tensors=None) -> list[Row]:
+              value_and_grad=None, loss_fn=None, eps: float = 1e-5, probe_seed: int = 0,
+              directions: int = 3, coordinates: int = 6, tau=None, batch=None, tensors=None,
+              seed=None) -> list[Row]:
     """Check `value_and_grad`'s gradients (default: the reference BPTT) with `loss_fn`'s
     finite differences (default: its own loss).  tau, batch: for models without inputs.
     tensors: (gradient key, the dict holding it, its name there) to probe; default
-    every param, input and initial state of `rec`."""
+    every param, input and initial state of `rec`.  seed: the runs' dropout
+    masks (fixed, so the loss is a smooth function of what is probed)."""
     vg = value_and_grad or reference
-    kw = dict(init=init, lengths=lengths, tau=tau, batch=batch)
+    kw = dict(init=init, lengths=lengths, tau=tau, batch=batch, seed=seed)
     loss = loss_fn or (lambda p, i, ini: vg(rec, p, i, targets, **{**kw, "init": ini})[0])
     _, grads = vg(rec, params, inputs, targets, truncate=truncate, **kw)
-    rng = np.random.default_rng(seed)
-    if tensors is None:
-        tensors = [(s.name, params, s.name) for s in rec.of_role(Role.PARAM)]
-        tensors += [(s.name, inputs, s.name) for s in rec.of_role(Role.INPUT) if s.name not in rec.indices]
-        tensors += [(f"init:{s.name}", init, s.name) for s in rec.states if init is not None]
+    rng = np.random.default_rng(probe_seed)
     rows = []
+    tensors = _tensors(rec, params, inputs, init) if tensors is None else tensors
     for key, store, name in tensors:
         base = store[name]
         probes = [rng.normal(size=base.shape) for _ in range(directions)]
@@ -92,6 +91,13 @@ def gradcheck(rec: Recurrence, params, inputs, targets, init=None, lengths=None,
         worst = max(diffs) / scale
         rows.append(Row(key, base.shape, worst, len(probes)))
     return rows
+
+
+def _tensors(rec: Recurrence, params, inputs, init) -> list[tuple]:
+    """Every param, input (not an index) and initial state of `rec`, to probe."""
+    tensors = [(s.name, params, s.name) for s in rec.of_role(Role.PARAM)]
+    tensors += [(s.name, inputs, s.name) for s in rec.of_role(Role.INPUT) if s.name not in rec.indices]
+    return tensors + [(f"init:{s.name}", init, s.name) for s in rec.states if init is not None]
 
 
 def table(rows: list[Row], title: str = "finite differences") -> str:

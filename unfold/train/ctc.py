@@ -70,7 +70,8 @@ def ctc_loss(logits, labels, input_lengths=None, label_lengths=None, blank: int 
 
 def ctc_value_and_grad(fn, params: dict, inputs: dict, labels, label_lengths=None, output: str = "z",
                        lengths=None, init=None, blank: int = 0, reduction: str = "mean",
-                       zero_infinity: bool = False, wrt="params", truncate=None, has_aux: bool = False):
+                       zero_infinity: bool = False, wrt="params", truncate=None, has_aux: bool = False,
+                       seed=None):
     """The CTC loss of a compiled model's per-step logits `output` [T, B, C]
     and the gradients of that loss (`wrt`: "params" by default, as fit's).
 
@@ -78,9 +79,10 @@ def ctc_value_and_grad(fn, params: dict, inputs: dict, labels, label_lengths=Non
     the logits, and fn.vjp carries that back through the model (the model's
     own `loss` line and targets are not used).  `lengths` [B] are both the
     model's sequence lengths and CTC's input lengths.  has_aux: (loss, the
-    model's outputs) in place of the loss.  The forward pass runs twice (here
+    model's outputs) in place of the loss.  seed: training mode (dropout's
+    masks, the same in both passes).  The forward pass runs twice (here
     and inside fn.vjp, which takes its cotangents before it runs)."""
-    out = to_host(fn(params, inputs, init=init, lengths=lengths))
+    out = to_host(fn(params, inputs, init=init, lengths=lengths, seed=seed))
     if output not in out:
         names = ", ".join(sorted(k for k in out if k != "loss"))
         raise InputError(f"output={output!r} is not an output of `{fn.rec.name}`; its outputs: {names}")
@@ -92,7 +94,7 @@ def ctc_value_and_grad(fn, params: dict, inputs: dict, labels, label_lengths=Non
                         zero_infinity=zero_infinity)
     # with reduction="none", dz is the gradient of the sum of the losses
     grads = fn.vjp(params, inputs, {output: np.ascontiguousarray(dz, dtype=z.dtype)}, init=init,
-                   lengths=lengths, wrt=wrt, truncate=truncate)
+                   lengths=lengths, wrt=wrt, truncate=truncate, seed=seed)
     return ((loss, out) if has_aux else loss), grads
 
 

@@ -24,6 +24,9 @@ history, and also once before the first step.  Callbacks run after every step
 with the `FitState` and may stop the run (`state.stop = True`) or replace its
 params (callbacks.py).  A step whose loss or gradient is not finite is not
 applied: the run stops there, with a warning and the params from before it.
+A model with dropout trains with fresh masks at every step (each step's
+`seed=` drawn from a generator of its own, seeded by `seed`, so the batches
+drawn do not depend on it) and is evaluated without dropout.
 fit never changes the params it is given.
 """
 from __future__ import annotations
@@ -72,7 +75,9 @@ def fit(fn, params: dict, data, steps: int = 1000, optimizer: Optimizer | None =
     state = FitState(fn, params, optimizer.init(params), History() if history is None else history)
     evals = _eval_set(fn, eval_data)
     every = max(1, steps // 20) if eval_every is None else _whole("eval_every", eval_every)
-    run = _Run(state, optimizer, _batches(fn, data, np.random.default_rng(seed)), dict(truncate=truncate, wrt=wrt))
+    noise = np.random.default_rng(None if seed is None else [seed, 1]) if getattr(fn, "dropout", False) else None
+    run = _Run(state, optimizer, _batches(fn, data, np.random.default_rng(seed)), dict(truncate=truncate, wrt=wrt),
+               noise)
     if evals and not state.history.eval_step:
         state.history.record_eval(state.history.last_step, _mean_loss(fn, state.params, evals))
     with Progress(progress, steps) as bar:
@@ -106,8 +111,9 @@ def _checked(optimizer, callbacks) -> tuple[Optimizer, list]:
 class _Run:
     """One training step at a time: a batch, BPTT, the optimizer's update."""
 
-    def __init__(self, state: FitState, optimizer: Optimizer, batches, options: dict):
+    def __init__(self, state: FitState, optimizer: Optimizer, batches, options: dict, noise=None):
         self.state, self.optimizer, self.batches, self.options = state, optimizer, batches, options
+        self.noise = noise   # dropout: a generator of each step's seed (None: the model has no dropout)
         self.clock = time.perf_counter()
 
     def step(self) -> bool:
@@ -117,8 +123,9 @@ class _Run:
         if batch is None:
             s.history.stop_reason = f"the data ran out after step {s.step - 1}"
             return False
+        seed = {} if self.noise is None else {"seed": int(self.noise.integers(2**63))}
         loss, grads = s.fn.value_and_grad(s.params, batch.inputs, batch.targets, init=batch.init,
-                                          lengths=batch.lengths, **self.options)
+                                          lengths=batch.lengths, **self.options, **seed)
         params, opt = self.optimizer.update(s.params, grads, s.opt_state)
         if not (math.isfinite(loss) and math.isfinite(opt.grad_norm)):
             s.history.stop_reason = (f"at step {s.step} the loss ({loss}) or the gradient norm ({opt.grad_norm}) "

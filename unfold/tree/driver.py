@@ -24,6 +24,9 @@ node has one parent, so no two rows of a level collide); parameter gradients
 are summed over the levels.  `fn.vjp` recomputes the level's forward pass
 inside the kernel, so a gradient costs two forward passes and one backward.
 
+A `seed` (training mode: dropout in the cell) gives each level's call a seed
+of its own, drawn from it; the backward pass reuses the forward's.
+
 The loss is softmax cross-entropy of the `logits` output (default `o`) on the
 labelled nodes, averaged over them: one label per tree labels the roots; one
 array per tree (or [N]) labels every node, -1 where a node has none.
@@ -38,6 +41,7 @@ from ..compiler.driver import Compiled
 from ..compiler.driver import compile as compile_cell
 from ..lang.errors import InputError, ModelError
 from ..lang.ir import Role
+from ..lang.ops.dropout import check_seed
 from .model import TreeModel
 from .trees import TreeBatch
 
@@ -70,17 +74,22 @@ class TreeCompiled:
         self.target = fn.target
 
     # -- forward -------------------------------------------------------------------
-    def __call__(self, params, batch, inputs=None) -> dict:
+    @property
+    def dropout(self) -> bool:
+        return self.fn.dropout
+
+    def __call__(self, params, batch, inputs=None, seed=None) -> dict:
         """Every output of every node, [N, ...] in batch order (`batch.split` per tree)."""
         batch, X = self._check(batch, inputs)
-        return self._forward(params, batch, X)[1]
+        return self._forward(params, batch, X, seed)[1]
 
-    def _forward(self, params, batch: TreeBatch, X: dict):
+    def _forward(self, params, batch: TreeBatch, X: dict, seed=None):
         """(S, outputs): S is [N + 1, H], the states and a last row of zeros (a missing child)."""
         S = np.zeros((batch.n + 1, *self.width), dtype=self.dtype)
         outs: dict = {}
-        for ids in batch.levels:
-            out = self._fn(len(ids))(params, self._level(batch, ids, S, X))
+        seeds = _level_seeds(seed, len(batch.levels))
+        for ids, s in zip(batch.levels, seeds):
+            out = self._fn(len(ids))(params, self._level(batch, ids, S, X), seed=s)
             S[ids] = out[self.state][0, :len(ids)]
             for name, v in out.items():
                 if name not in outs and name != "loss":
@@ -131,23 +140,24 @@ class TreeCompiled:
         return self._fns[size]
 
     # -- backward ------------------------------------------------------------------
-    def vjp(self, params, batch, inputs=None, cotangents=None) -> dict:
+    def vjp(self, params, batch, inputs=None, cotangents=None, seed=None) -> dict:
         """Gradients of sum over nodes of <cotangent, output>: `cotangents` maps
         output names to [N, ...] arrays (per node).  Params summed over nodes;
         node inputs per node [N, ...]."""
         batch, X = self._check(batch, inputs)
-        S, _ = self._forward(params, batch, X)
-        return self._backward(params, batch, X, S, self._cotangents(batch, cotangents))
+        S, _ = self._forward(params, batch, X, seed)
+        return self._backward(params, batch, X, S, self._cotangents(batch, cotangents), seed)
 
-    def _backward(self, params, batch: TreeBatch, X: dict, S: np.ndarray, cot: dict) -> dict:
+    def _backward(self, params, batch: TreeBatch, X: dict, S: np.ndarray, cot: dict, seed=None) -> dict:
         G = np.zeros_like(S)   # cotangent of each node's state; row N collects the missing children's
         G[:batch.n] += cot.pop(self.state, 0)
         grads = {name: np.zeros_like(X[name][:-1]) for name in self.node_inputs}
-        for ids in reversed(batch.levels):
+        seeds = _level_seeds(seed, len(batch.levels))
+        for ids, s in reversed(list(zip(batch.levels, seeds))):
             level = self._level(batch, ids, S, X)
             P, n = next(iter(level.values())).shape[1], len(ids)
-            seeds = {self.state: _rows(G[ids], P), **{k: _rows(c[ids], P) for k, c in cot.items()}}
-            g = self._fn(n).vjp(params, level, seeds)
+            cots = {self.state: _rows(G[ids], P), **{k: _rows(c[ids], P) for k, c in cot.items()}}
+            g = self._fn(n).vjp(params, level, cots, seed=s)
             for j, c in enumerate(self.children):
                 G[batch.children[ids, j]] += g[c][0, :n]
             for name, sym in self.node_inputs.items():
@@ -172,21 +182,21 @@ class TreeCompiled:
         return out
 
     # -- the loss ------------------------------------------------------------------
-    def value_and_grad(self, params, batch, inputs=None, labels=None, has_aux=False):
+    def value_and_grad(self, params, batch, inputs=None, labels=None, has_aux=False, seed=None):
         """(loss, gradients): mean softmax cross-entropy of `logits` on the
         labelled nodes; with has_aux, ((loss, outputs), gradients)."""
         batch, X = self._check(batch, inputs)
-        S, outs = self._forward(params, batch, X)
+        S, outs = self._forward(params, batch, X, seed)
         nodes, classes = self._labels(batch, labels, outs)
         loss, d = softmax_xent(outs[self.logits][nodes], classes)
         dlogits = np.zeros_like(outs[self.logits])
         dlogits[nodes] = d
-        grads = self._backward(params, batch, X, S, {self.logits: dlogits})
+        grads = self._backward(params, batch, X, S, {self.logits: dlogits}, seed)
         return ((loss, outs) if has_aux else loss), grads
 
-    def loss(self, params, batch, inputs=None, labels=None) -> float:
+    def loss(self, params, batch, inputs=None, labels=None, seed=None) -> float:
         batch, X = self._check(batch, inputs)
-        outs = self._forward(params, batch, X)[1]
+        outs = self._forward(params, batch, X, seed)[1]
         nodes, classes = self._labels(batch, labels, outs)
         return softmax_xent(outs[self.logits][nodes], classes)[0]
 
@@ -282,3 +292,9 @@ def compile(model, target: str = "cpu", children=None, state: str | None = None,
     else:
         rec, children, state = model, children or ("hl", "hr"), state or "h"
     return TreeCompiled(compile_cell(rec, target=target, **options), children, state, logits, pad)
+
+
+def _level_seeds(seed, n: int) -> list:
+    """Each level's seed, drawn from `seed` (all None: evaluation mode)."""
+    seed = check_seed(seed)
+    return [None] * n if seed is None else [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
