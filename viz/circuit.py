@@ -27,7 +27,7 @@ def add_circuit(g, rec, prefix: str = "") -> None:
     for name, a in c.nodes(data=True):
         g.node(prefix + name, **style.node_style(a["kind"], style.var_label(name)))
     for i, (u, v, a) in enumerate(c.edges(data=True)):
-        label = style.param_label(a["params"])
+        label = style.param_label(a["params"], a["dropout"])
         if a["delay"] == 0 and c.nodes[u]["kind"] is Kind.TARGET and only_feeds_loss(c, u):
             g.edge(prefix + v, prefix + u, dir="back")  # y above L, as in Fig. 10.3
             continue

@@ -54,7 +54,7 @@ def add_gradient(g, rec, tau: int, window: bool = False) -> None:
     flow = adjoint_edges(rec, tau)
     back = {(u, v) for v, u in flow if u in dag and dag.nodes[u]["kind"] not in _SHARED}
     add_unfolded(g, rec, tau, window=window, omit=back)
-    labels = edge_labels(rec, dag)
+    labels = edge_labels(rec, dag, dropout=False)   # params only: each is written transposed
     red = dict(color=style.GRAD_COLOR, fontcolor=style.GRAD_COLOR, penwidth="1.4")
     for u, v in sorted(back):
         label = ", ".join(p + "ᵀ" for p in labels.get((u, v), "").split(", ") if p)

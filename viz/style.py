@@ -70,9 +70,12 @@ def var_label(name: str, t: int | str | None = None, loss_symbol: bool = True) -
     return f"<{base}<SUP>({text(t)})</SUP>>"
 
 
-def param_label(params) -> str:
-    """The params on an edge (`U`, `W`), written as the textbook writes them."""
-    return ", ".join(params)
+def param_label(params, dropout=()) -> str:
+    """The params on an edge (`U`, `W`), written as the textbook writes them,
+    and below them each dropout on the way (`dropout 0.25`; `variational`:
+    one mask for every step)."""
+    drops = [f"dropout {p:g}" + (" (variational)" if variational else "") for p, variational in dropout]
+    return "\n".join([", ".join(params)] * bool(params) + drops)
 
 
 def delay_marker(label: str = "") -> dict[str, str]:

@@ -65,14 +65,16 @@ def drawn_edges(dag, total_loss: bool = True):
             yield u, v
 
 
-def edge_labels(rec, dag) -> dict[tuple[str, str], str]:
-    """DAG edge -> the params on it (`W`), from the circuit's edge of the same delay."""
-    params = {(u, v, a["delay"]): a["params"] for u, v, a in circuit(rec).edges(data=True)}
+def edge_labels(rec, dag, dropout: bool = True) -> dict[tuple[str, str], str]:
+    """DAG edge -> the params on it (`W`) and, with `dropout`, the dropouts on
+    it, from the circuit's edge of the same delay."""
+    params = {(u, v, a["delay"]): (a["params"], a["dropout"] if dropout else ())
+              for u, v, a in circuit(rec).edges(data=True)}
     out = {}
     for u, v, a in dag.edges(data=True):
         key = (dag.nodes[u]["name"], dag.nodes[v]["name"], abs(a.get("delay", 0)))
-        if params.get(key):
-            out[u, v] = style.param_label(params[key])
+        if any(params.get(key, ())):
+            out[u, v] = style.param_label(*params[key])
     return out
 
 
@@ -168,6 +170,6 @@ def _trailing(rec, tau: int, prefix: str) -> list:
             src = j if backward else tau + 1 - j
             if 1 <= src <= tau:
                 delay = -(j) if backward else j
-                label = style.param_label(a["params"])
+                label = style.param_label(a["params"], a["dropout"])
                 out.append((v, nxt, f"{prefix}{v}[{nxt}]", (f"{prefix}{u}[{src}]", label, delay)))
     return out
