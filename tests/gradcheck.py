@@ -35,15 +35,17 @@ class Run:
     lengths: np.ndarray | None = None
     tau: int | None = None
     batch: int | None = None
+    seed: int | None = None   # training mode: dropout's masks (None: evaluation)
 
     def kwargs(self):
-        return dict(init=self.init or None, lengths=self.lengths, tau=self.tau, batch=self.batch)
+        return dict(init=self.init or None, lengths=self.lengths, tau=self.tau, batch=self.batch, seed=self.seed)
 
 
 def random_run(rec, tau, batch, seed=0, lengths=None, with_init=True, scale=0.5):
     """Random params (every entry, so zero-initialized biases are exercised too;
     consts keep their initializer), inputs, targets and initial states.
-    Targets read by softmax_cross_entropy are probability distributions."""
+    Targets read by softmax_cross_entropy are probability distributions;
+    index inputs and targets (tokens, classes) whole numbers 0..n-1."""
     rng = np.random.default_rng(seed)
     params = rec.init_params(seed)
     for s in rec.of_role(uf.Role.PARAM):
@@ -57,6 +59,9 @@ def random_run(rec, tau, batch, seed=0, lengths=None, with_init=True, scale=0.5)
     for s in rec.of_role(uf.Role.TARGET):
         y = seq(s)
         targets[s.name] = np.exp(y) / np.exp(y).sum(axis=-1, keepdims=True) if _in_xent(rec, s.name) else y
+    for name, n in rec.indices.items():
+        given = inputs if name in inputs else targets
+        given[name] = rng.integers(0, n, given[name].shape).astype(float)
     init = ({s.name: rng.normal(0.0, scale, (batch,) + s.shape) for s in rec.states}
             if with_init else {})
     no_inputs = not any(s.timed for s in rec.of_role(uf.Role.INPUT, uf.Role.TARGET))
@@ -79,7 +84,7 @@ def reference_loss(rec, run: Run) -> float:
 def differentiable(rec, run: Run) -> dict[str, np.ndarray]:
     """The tensors a gradient is expected for, by gradient key."""
     out = {s.name: run.params[s.name] for s in rec.of_role(uf.Role.PARAM)}
-    out.update({s.name: run.inputs[s.name] for s in rec.of_role(uf.Role.INPUT)})
+    out.update({s.name: run.inputs[s.name] for s in rec.of_role(uf.Role.INPUT) if s.name not in rec.indices})
     out.update({f"init:{k}": v for k, v in run.init.items()})
     return out
 

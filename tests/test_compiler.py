@@ -64,7 +64,7 @@ def agree(rec, target="numpy", tau=5, batch=3, lengths=None, truncate=None, seed
 # -- passes ------------------------------------------------------------------------
 
 #: model -> (projections, per-step matmul stages, fused stages, apply stages)
-STAGES = {"birnn": (1, 4, 3, 1), "dynamical": (0, 1, 1, 1), "elman": (1, 2, 2, 1), "esn": (1, 2, 2, 1),
+STAGES = {"birnn": (1, 4, 3, 1), "dropout": (0, 4, 4, 2), "dynamical": (0, 1, 1, 1), "elman": (1, 2, 2, 1), "esn": (1, 2, 2, 1),
           "gru": (1, 1, 1, 1), "jordan": (1, 2, 2, 1), "lstm": (1, 1, 1, 1), "seq2one": (1, 2, 2, 1),
           "skip": (1, 2, 3, 1), "softsign": (1, 2, 2, 1), "stacked": (1, 4, 3, 1), "teacher": (2, 1, 2, 1)}
 

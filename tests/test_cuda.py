@@ -41,10 +41,11 @@ def rel(a, b) -> float:
 
 def agree(rec, dtype, cache, tau=4, batch=3, lengths=None, truncate=None, seed=0, kernels=None,
           schedule="auto"):
-    """Compiled (cuda, simulated) loss, outputs and gradients equal the reference's."""
+    """Compiled (cuda, simulated) loss, outputs and gradients equal the
+    reference's, in training mode (dropout's masks drawn from `seed`)."""
     run = random_run(rec, tau=tau, batch=batch, seed=seed, lengths=lengths)
     cast = lambda d: {k: np.asarray(v, dtype) for k, v in (d or {}).items()}  # noqa: E731
-    kw = dict(init=cast(run.init) or None, lengths=run.lengths, tau=tau, batch=batch)
+    kw = dict(init=cast(run.init) or None, lengths=run.lengths, tau=tau, batch=batch, seed=seed)
     fn = uf.compile(rec, target="cuda", dtype=dtype, cache_dir=cache, schedule=schedule)
     if kernels:  # launch shapes to exercise: a module constant each
         module = fn.kernels(fn.program(lengths is not None), tau).module
@@ -52,12 +53,12 @@ def agree(rec, dtype, cache, tau=4, batch=3, lengths=None, truncate=None, seed=0
             setattr(module, k, v)
     loss, grads = fn.value_and_grad(cast(run.params), cast(run.inputs), cast(run.targets), truncate=truncate, **kw)
     ref_loss, ref = uf.value_and_grad(rec, run.params, run.inputs, run.targets, init=run.init or None,
-                                      lengths=run.lengths, truncate=truncate, tau=tau, batch=batch)
+                                      lengths=run.lengths, truncate=truncate, tau=tau, batch=batch, seed=seed)
     errors = {k: rel(grads[k], ref[k]) for k in ref}
     errors["loss"] = rel(loss, ref_loss)
     out = fn(cast(run.params), cast(run.inputs), cast(run.targets), **kw)
     want = uf.evaluate(rec, run.params, run.inputs, run.targets, init=run.init or None,
-                       lengths=run.lengths, tau=tau, batch=batch)
+                       lengths=run.lengths, tau=tau, batch=batch, seed=seed)
     errors.update({f"out:{k}": rel(out[k], want[k]) for k in want})
     bad = {k: v for k, v in errors.items() if not v <= TOL[dtype]}
     assert not bad, bad

@@ -1,4 +1,5 @@
 """Every zoo model's BPTT against central finite differences; gradient tools."""
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ TOL = 1e-6
 #: small dims for every zoo model; a new model file must be added here
 SMALL = {
     "birnn": dict(H=3, D=2, K=2),
+    "dropout": dict(V=4, E=2, H=3),
     "dynamical": dict(S=3),
     "elman": dict(H=3, D=2, K=2),
     "esn": dict(H=4, D=2, K=2),
@@ -47,7 +49,7 @@ def test_every_zoo_model_is_checked():
 def test_zoo_gradients(name):
     rec = model(name)
     tau = {"skip": 6, "dynamical": 4}.get(name, 4)
-    run = random_run(rec, tau=tau, batch=2, seed=len(name))
+    run = replace(random_run(rec, tau=tau, batch=2, seed=len(name)), seed=len(name))   # training mode: dropout
     errors = check_model(rec, run)
     assert_passes(errors)
     assert {k[5:] for k in errors if k.startswith("init:")} == {s.name for s in rec.states}
