@@ -6,8 +6,10 @@ L, y per step, plus h(0) and the summed L) and 6τ edges.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,7 +19,8 @@ import unfold
 from unfold import viz
 from unfold.lang.errors import UnfoldError
 
-MODELS = Path(__file__).resolve().parents[1] / "examples" / "models"
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "examples" / "models"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` not installed")
 _STMT = re.compile(r'^\s*("(?:[^"\\]|\\.)*"|[\w/~]+)\s*(->\s*("(?:[^"\\]|\\.)*"|[\w/~]+))?\s*(\[.*\])?\s*$')
 
@@ -112,6 +115,43 @@ def test_ops_view_draws_the_op_dag():
     assert len(visible(edges)) == dag.number_of_edges() - holds
     _, with_hold = statements(viz.draw(rec, view="ops", tau=tau, hold=True))
     assert len(visible(with_hold)) == dag.number_of_edges()
+
+
+def test_dropout_is_written_on_its_edge():
+    c = unfold.circuit(load("dropout"))
+    assert c.edges["h", "r", 0]["dropout"] == ((0.25, True),)
+    assert c.edges["h", "logits", 0] == {"delay": 0, "params": ("Vo",), "dropout": ((0.5, False),)}
+    _, edges = statements(viz.draw(load("dropout"), view="circuit"))
+    assert len([e for e in edges if r'label="Emb\ndropout 0.25 (variational)"' in e[2]]) == 1
+    _, edges = statements(viz.draw(load("dropout"), view="unfolded", tau=2))
+    assert len([e for e in edges if r'label="Vo\ndropout 0.5"' in e[2]]) == 2
+    _, edges = statements(viz.draw(load("dropout"), view="gradient", tau=2))
+    assert not [e for e in edges if "dropout" in e[2] and "dir=back" in e[2]], "red arrows: transposed params only"
+
+
+def test_circuits_side_by_side():
+    g = viz.draw_compare([load("teacher"), load("jordan")], ["train time", "test time"], view="circuit")
+    assert g.source.count("subgraph cluster_") == 2 and "rankdir=BT" in g.source
+    with pytest.raises(UnfoldError, match="draws `cell` or `circuit`"):
+        viz.draw_compare([load("elman")], view="ops")
+
+
+def test_the_chapter_10_gallery_is_current(monkeypatch):
+    """docs/figures.md's gallery section is what examples/figures/gallery.py writes,
+    its images exist, and every model it shows loads."""
+    spec = importlib.util.spec_from_file_location("unfold_gallery", ROOT / "examples" / "figures" / "gallery.py")
+    gallery = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "unfold_gallery", gallery)   # its dataclass looks itself up there
+    spec.loader.exec_module(gallery)
+    page = (ROOT / "docs" / "figures.md").read_text()
+    section = page[page.index(gallery.BEGIN):page.index(gallery.END) + len(gallery.END)]
+    assert section == gallery.markdown(), "run python examples/figures/make_figures.py --gallery"
+    assert [f.number for f in gallery.FIGURES] == ["10.1", "10.2", "10.3", "10.4", "10.5", "10.6", "10.11",
+                                                   "10.12", "10.13", "10.14", "10.16"]
+    for f in gallery.FIGURES:
+        assert f.image.is_file(), f.image
+        for m in f.models:
+            gallery.load(m)
 
 
 def test_cell_shows_every_matrix_once_and_compare_clusters():

@@ -108,19 +108,25 @@ def add_side_by_side(g, rec, tau: int, **options) -> None:
     add_unfolded(g, rec, tau, prefix="", **options)
 
 
-def draw_compare(recs, titles=None) -> Drawing:
-    """Several cells in one figure, one cluster each, top to bottom
-    (e.g. Elman, LSTM, GRU): `draw_compare([elman, lstm, gru])`."""
+def draw_compare(recs, titles=None, view: str = "cell", caption: str | None = None) -> Drawing:
+    """Several models in one figure, one cluster each: their cells top to bottom
+    (e.g. Elman, LSTM, GRU: `draw_compare([elman, lstm, gru])`), or with
+    view="circuit" their circuits left to right (teacher forcing's train and
+    test time, Fig. 10.6)."""
     recs = list(recs)
     titles = list(titles) if titles else [r.name for r in recs]
     if len(titles) != len(recs):
         raise UnfoldError(f"draw_compare got {len(recs)} models but {len(titles)} titles")
-    g = new_graph("LR", "one step of each cell")
+    if view not in ("cell", "circuit"):
+        raise UnfoldError(f"draw_compare draws `cell` or `circuit` views, not {view!r}")
+    g = new_graph("LR" if view == "cell" else "BT", caption or
+                  ("one step of each cell" if view == "cell" else "circuits (■ = delay of one step)"))
     # rankdir=LR stacks clusters bottom-up: emit them last-first to read top-down
-    for i, (rec, title) in reversed(list(enumerate(zip(recs, titles)))):
+    order = reversed(list(enumerate(zip(recs, titles)))) if view == "cell" else enumerate(zip(recs, titles))
+    for i, (rec, title) in order:
         with g.subgraph(name=f"cluster_{i}") as c:
             c.attr(label=title, labeljust="l", fontsize="16", style="rounded", color="#bbbbbb")
-            add_cell(c, rec, prefix=f"{rec.name}{i}/")
+            (add_cell if view == "cell" else add_circuit)(c, rec, prefix=f"{rec.name}{i}/")
     return g
 
 

@@ -75,7 +75,7 @@ def param_label(params, dropout=()) -> str:
     and below them each dropout on the way (`dropout 0.25`; `variational`:
     one mask for every step)."""
     drops = [f"dropout {p:g}" + (" (variational)" if variational else "") for p, variational in dropout]
-    return "\n".join([", ".join(params)] * bool(params) + drops)
+    return "\\n".join([", ".join(params)] * bool(params) + drops)   # "\\n" in a label: a centred line break in graphviz
 
 
 def delay_marker(label: str = "") -> dict[str, str]:

@@ -2,6 +2,7 @@
 
     python examples/figures/make_figures.py            # all, into build/figures/
     python examples/figures/make_figures.py --readme   # the few the README shows, here
+    python examples/figures/make_figures.py --gallery  # chapter 10's figures, and their page (gallery.py)
 
 The README figures (committed next to this script) are the Elman network's
 circuit and unfolded graph side by side, its gradient, the Elman/LSTM/GRU
@@ -18,6 +19,8 @@ from unfold import viz
 from unfold.lang.zoo import zoo_names
 from unfold.seq2seq.draw import draw as draw_encoder_decoder
 from unfold.seqloss.draw import draw as draw_ctc
+
+import gallery
 
 HERE = Path(__file__).resolve().parent
 MODELS = HERE.parent / "models"
@@ -58,12 +61,17 @@ def all_figures(out: Path, fmt: str) -> list[Path]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--readme", action="store_true", help="only the README figures, into examples/figures/")
+    ap.add_argument("--gallery", action="store_true",
+                    help="chapter 10's figures into examples/figures/ch10/, and their section of docs/figures.md")
     ap.add_argument("--out", type=Path, default=Path("build/figures"))
     ap.add_argument("--format", default="svg", choices=["svg", "png", "pdf", "dot"])
     args = ap.parse_args(argv)
-    out = HERE if args.readme else args.out
-    out.mkdir(parents=True, exist_ok=True)
-    written = readme_figures(out) if args.readme else all_figures(out, args.format)
+    if args.gallery:
+        written = gallery.render() + [gallery.write_page()]
+    else:
+        out = HERE if args.readme else args.out
+        out.mkdir(parents=True, exist_ok=True)
+        written = readme_figures(out) if args.readme else all_figures(out, args.format)
     for p in written:
         print(p)
 
