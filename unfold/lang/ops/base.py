@@ -10,7 +10,8 @@ stage of unfold reads the same entry:
     reads(i, n)              which arguments that adjoint reads
     lowering                 how the step program runs it: MATMUL (a matmul stage),
                              FUSED (an elementwise loop), APPLY (a stage of its own,
-                             printed by `numba`), or DAG_ONLY (`why` says why)
+                             printed by `numba`), DAG_ONLY (`why` says why) or
+                             REWRITTEN (`why` says into what)
     numba(e, w, v, adjoint)  APPLY ops: the loops that numba CPU and CUDA print
 
 `node` is a mapping with the op instance's attributes (`fn`, `attrs`,
@@ -39,6 +40,7 @@ class Lowering(enum.Enum):
     FUSED = "part of a fused elementwise stage"
     APPLY = "a stage of its own, printed by the op's numba template"
     DAG_ONLY = "only in the unfolded DAG"
+    REWRITTEN = "rewritten by the compiler into ops that lower, before it lowers (`why` says how)"
 
 
 def lookup(name: str) -> "Op":
@@ -51,7 +53,7 @@ class Op:
     arity: int | None = 1            # None: one or more
     in_models = False                # callable by name in a model file
     lowering = Lowering.APPLY
-    why = ""                         # DAG_ONLY: how the step program does without it
+    why = ""                         # DAG_ONLY, REWRITTEN: how the step program does without it
 
     @property
     def barrier(self) -> bool:

@@ -39,8 +39,8 @@ class Dropout(Op):
     in_models = True
     keywords = ("variational",)    # keyword arguments a model may write: True or False literals
     signature = "v, p"
-    lowering = Lowering.DAG_ONLY
-    why = "the compiler multiplies by a mask given as an input at each call (compiler/noise.py)"
+    lowering = Lowering.REWRITTEN
+    why = "v * m[t], m a mask the compiler adds as an input, given at each call (compiler/noise.py)"
 
     def shape(self, e, args, ctx):
         v, p = args
