@@ -23,9 +23,10 @@
 - a loss `sum_t`, `mean_t` or `last_t` of `mse`, `softmax_cross_entropy`,
   `sum(e * e)` or `mean(tanh(e))`;
 - with `pieces=True`, also the language pieces of issue 13: `max`, `min`,
-  `clip`, `softmax`, `log_softmax`, a `param(1)` broadcast over a vector and
-  the step index `t` as a value (off by default, so the examples other tests
-  draw stay the ones they always drew).
+  `clip`, `softmax`, `log_softmax`, a `param(1)` broadcast over a vector,
+  the step index `t` as a value and `dropout` (of a state's whole right
+  side, with probability 1/2, or anywhere as a piece); off by default, so
+  the examples other tests draw stay the ones they always drew.
 
 Everything is smooth (no abs, relu, log, sqrt or division by an input; the
 kinks of max, min and clip are met with probability 0), so central finite
@@ -122,7 +123,8 @@ class _Model:
 
     def piece(self, dim: str, sub) -> str:
         """One of the language pieces of issue 13 (`pieces=True`)."""
-        kind = self.draw(st.sampled_from(["max", "min", "clip", "softmax", "log_softmax", "broadcast", "t"]))
+        kind = self.draw(st.sampled_from(["max", "min", "clip", "softmax", "log_softmax", "broadcast", "t",
+                                          "dropout"]))
         if kind in ("max", "min"):
             return f"{kind}({sub()}, {sub() if self.draw(st.booleans()) else '0.25'})"
         if kind == "clip":
@@ -131,10 +133,14 @@ class _Model:
             return f"{kind}({sub()})"
         if kind == "broadcast":
             return f"({self.param('1')} * {sub()})"
+        if kind == "dropout":
+            return f"dropout({sub()}, 0.4{', variational=True' if self.draw(st.booleans()) else ''})"
         return f"({sub()} + 0.25 * t)"
 
     def state_rhs(self, name: str, dim: str) -> str:
         body = self.expr(dim, self.max_depth)
+        if self.pieces and self.draw(st.booleans()):   # dropout: on in runs given a seed
+            body = f"dropout({body}, 0.3{', variational=True' if self.draw(st.booleans()) else ''})"
         form = self.draw(st.sampled_from(["tanh", "tanh", "leaky", "plain"]))
         if form == "tanh":
             return f"tanh({body})"

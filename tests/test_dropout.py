@@ -309,3 +309,16 @@ def test_jax_function_drops_given_a_key():
     grad = jax.jit(jax.grad(lambda p, k: jax.numpy.sum(f(p, x32, key=k))))(p32, key)
     want = fn.vjp(p32, {"x": x32}, {"o": np.ones((6, 4, 5), np.float32)}, seed=seed)
     np.testing.assert_allclose(np.asarray(grad["W"]), want["W"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_users_name_like_a_masks_does_not_collide():
+    """The compiler's mask inputs are named dropout_mask<k>; a user's input of that name stays the user's."""
+    text = ELMAN.replace("x = input(D)", "dropout_mask0 = input(D)").replace("x[t]", "dropout_mask0[t]")
+    rec = uf.parse(text)
+    _, params, x, y = problem(6)
+    want = uf.value_and_grad(rec, params, {"dropout_mask0": x}, {"y": y}, seed=2)
+    for target in ("numpy", "cpu"):
+        got = uf.compile(rec, target=target).value_and_grad(params, {"dropout_mask0": x}, {"y": y}, seed=2)
+        assert abs(got[0] - want[0]) < 1e-12 and set(got[1]) == set(want[1])
+        for k in want[1]:
+            np.testing.assert_allclose(got[1][k], want[1][k], rtol=1e-10, atol=1e-12, err_msg=k)
