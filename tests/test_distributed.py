@@ -57,6 +57,28 @@ def test_distributed_equals_one_process(fn, client, data):
     assert_same(ud.value_and_grad(fn, params, {"x": x, "y": y}, client, shards=3), want)
 
 
+def test_distributed_dropout_draws_a_seed_per_shard(client, tmp_path):
+    """Training mode: shard i drops with the i-th seed spawned from the call's seed."""
+    from unfold.lang.ops.dropout import spawn
+    rec = uf.load(uf.zoo_path("dropout")).bind(V=5, E=3, H=4)
+    f = uf.compile(rec, target="cpu", dtype=np.float64, cache_dir=tmp_path)
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 5, (T, B, 1)).astype(float), rng.integers(0, 5, (T, B, 1)).astype(float)
+    params = rec.init_params(seed=2)
+    one = ud.value_and_grad(f, params, {"x": x, "y": y}, client, shards=1, seed=9)
+    assert_same(one, f.value_and_grad(params, {"x": x}, {"y": y}, wrt="params", seed=spawn(9, 1)[0]))
+    halves = [(np.ascontiguousarray(x[:, r]), np.ascontiguousarray(y[:, r]))
+              for r in np.array_split(np.arange(B), 2)]
+    parts = [f.value_and_grad(params, {"x": a}, {"y": b}, wrt="params", seed=s)
+             for (a, b), s in zip(halves, spawn(9, 2))]
+    sizes = [a.shape[1] / B for a, _ in halves]
+    want = (sum(w * p[0] for w, p in zip(sizes, parts)), {k: sum(w * p[1][k] for w, p in zip(sizes, parts))
+                                                          for k in parts[0][1]})
+    assert_same(ud.value_and_grad(f, params, {"x": x, "y": y}, client, shards=2, seed=9), want)
+    evaluation = ud.value_and_grad(f, params, {"x": x, "y": y}, client, shards=2)
+    assert_same(evaluation, f.value_and_grad(params, {"x": x}, {"y": y}, wrt="params"))
+
+
 def test_distributed_every_gradient_with_lengths_init_and_truncation(fn, client, data):
     """Gradients of inputs and initial states are per sequence: put back along B."""
     params, x, y = data

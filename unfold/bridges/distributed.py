@@ -32,6 +32,7 @@ from ..compiler.driver import Compiled, compile
 from ..graph.runargs import RunArgs
 from ..lang.errors import InputError, ModelError, UnfoldError
 from ..lang.ir import Role
+from ..lang.ops.dropout import spawn
 from ..lang.recurrence import Recurrence, canonical
 from ..lang.extras import require
 
@@ -78,18 +79,18 @@ class _Spec:
             return _COMPILED[key]
 
 
-def _shard(spec: _Spec, params, batch: dict, init, lengths, truncate, wrt):
+def _shard(spec: _Spec, params, batch: dict, init, lengths, truncate, wrt, seed=None):
     """A worker's task: (its batch size, its loss, its gradients) on one shard,
     `batch` a dict name -> array of inputs and targets."""
     fn = spec.compiled()
     inputs, targets = _by_role(fn.rec, batch)
     loss, grads = fn.value_and_grad(params, inputs, targets, init=init, lengths=lengths, truncate=truncate,
-                                    wrt=wrt)
+                                    wrt=wrt, seed=seed)
     return _batch_size(fn.rec, batch), loss, grads
 
 
 def value_and_grad(fn: Compiled, params: dict, batches, client=None, *, shards: int | None = None,
-                   lengths=None, init=None, truncate=None, wrt="params", retries: int = 1):
+                   lengths=None, init=None, truncate=None, wrt="params", retries: int = 1, seed=None):
     """(loss, grads) of `fn` on a batch, computed in shards on a Dask cluster:
     what `fn.value_and_grad(params, inputs, targets, ...)` returns.
 
@@ -102,7 +103,9 @@ def value_and_grad(fn: Compiled, params: dict, batches, client=None, *, shards: 
     started once, one single-threaded worker per core).  lengths, init: as
     for fn, per sequence of the whole batch (a dict only).  wrt: as for fn,
     but "params" by default (what training needs); gradients of inputs and
-    initial states are put back together along B."""
+    initial states are put back together along B.  seed: training mode
+    (dropout); shard i draws its masks from the i-th seed drawn from `seed`,
+    so the result is the whole batch's in distribution, not bit for bit."""
     distributed = require("distributed", "dask", "uf.distributed.value_and_grad")
     if not isinstance(fn, Compiled):
         raise UnfoldError(f"uf.distributed.value_and_grad takes a compiled function (uf.compile), "
@@ -116,7 +119,8 @@ def value_and_grad(fn: Compiled, params: dict, batches, client=None, *, shards: 
     # worker is lost (scattered data is lost with it, and cancels what needs it); each shard sends
     # back gradients of the same size anyway
     spec, token = _Spec.of(fn), uuid.uuid4().hex
-    futures = [client.submit(_shard, spec, params, *part, truncate, wrt, retries=retries,
+    seeds = spawn(seed, len(parts))
+    futures = [client.submit(_shard, spec, params, *part, truncate, wrt, seeds[i], retries=retries,
                              key=f"unfold-shard-{token}-{i}", pure=False) for i, part in enumerate(parts)]
     return _combined(fn.rec, client.gather(futures))
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..compiler.driver import compile as compile_part
 from ..lang.errors import InputError
-from ..lang.ops.dropout import check_seed
+from ..lang.ops.dropout import spawn
 from ..lang.ir import Role
 from .model import PARTS, EncoderDecoder
 
@@ -42,7 +42,7 @@ class CompiledEncoderDecoder:
     def __call__(self, params, inputs, targets=None, lengths=None, seed=None) -> dict:
         """{"encoder": its states and intermediates, "decoder": its, and "loss" when targets are given}."""
         (pe, xe, le), (pd, xd, ld) = self._split(params, inputs, lengths)
-        se, sd = _seeds(seed)
+        se, sd = spawn(seed, 2)
         enc = self.encoder(pe, xe, lengths=le, seed=se)
         xd, init = self._context(enc, xd, le)
         dec = self.decoder(pd, xd, targets, init=init, lengths=ld, seed=sd)
@@ -53,7 +53,7 @@ class CompiledEncoderDecoder:
 
     def loss(self, params, inputs, targets, lengths=None, seed=None) -> float:
         (pe, xe, le), (pd, xd, ld) = self._split(params, inputs, lengths)
-        se, sd = _seeds(seed)
+        se, sd = spawn(seed, 2)
         xd, init = self._context(self.encoder(pe, xe, lengths=le, seed=se), xd, le)
         return self.decoder.loss(pd, xd, targets, init=init, lengths=ld, seed=sd)
 
@@ -62,7 +62,7 @@ class CompiledEncoderDecoder:
         summed), every input of either part, and the encoder's `init:<state>`s and the
         decoder's unlinked ones."""
         (pe, xe, le), (pd, xd, ld) = self._split(params, inputs, lengths)
-        se, sd = _seeds(seed)
+        se, sd = spawn(seed, 2)
         enc = self.encoder(pe, xe, lengths=le, seed=se)
         xd, init = self._context(enc, xd, le)
         loss, gd = self.decoder.value_and_grad(pd, xd, targets, init=init, lengths=ld, seed=sd)
@@ -120,12 +120,6 @@ class CompiledEncoderDecoder:
                 cot[e] = np.zeros(np.shape(enc[e]), dtype=np.asarray(g).dtype)
             cot[e][last, rows] += np.asarray(g)
         return cot
-
-
-def _seeds(seed) -> tuple:
-    """The encoder's and the decoder's seeds (None, None: evaluation mode)."""
-    seed = check_seed(seed)
-    return (None, None) if seed is None else tuple(int(s) for s in np.random.SeedSequence(seed).generate_state(2))
 
 
 def compile(ed: EncoderDecoder, target: str = "cpu", dtype=np.float64, **options) -> CompiledEncoderDecoder:

@@ -41,7 +41,7 @@ from ..compiler.driver import Compiled
 from ..compiler.driver import compile as compile_cell
 from ..lang.errors import InputError, ModelError
 from ..lang.ir import Role
-from ..lang.ops.dropout import check_seed
+from ..lang.ops.dropout import spawn
 from .model import TreeModel
 from .trees import TreeBatch
 
@@ -87,7 +87,7 @@ class TreeCompiled:
         """(S, outputs): S is [N + 1, H], the states and a last row of zeros (a missing child)."""
         S = np.zeros((batch.n + 1, *self.width), dtype=self.dtype)
         outs: dict = {}
-        seeds = _level_seeds(seed, len(batch.levels))
+        seeds = spawn(seed, len(batch.levels))
         for ids, s in zip(batch.levels, seeds):
             out = self._fn(len(ids))(params, self._level(batch, ids, S, X), seed=s)
             S[ids] = out[self.state][0, :len(ids)]
@@ -152,7 +152,7 @@ class TreeCompiled:
         G = np.zeros_like(S)   # cotangent of each node's state; row N collects the missing children's
         G[:batch.n] += cot.pop(self.state, 0)
         grads = {name: np.zeros_like(X[name][:-1]) for name in self.node_inputs}
-        seeds = _level_seeds(seed, len(batch.levels))
+        seeds = spawn(seed, len(batch.levels))
         for ids, s in reversed(list(zip(batch.levels, seeds))):
             level = self._level(batch, ids, S, X)
             P, n = next(iter(level.values())).shape[1], len(ids)
@@ -292,9 +292,3 @@ def compile(model, target: str = "cpu", children=None, state: str | None = None,
     else:
         rec, children, state = model, children or ("hl", "hr"), state or "h"
     return TreeCompiled(compile_cell(rec, target=target, **options), children, state, logits, pad)
-
-
-def _level_seeds(seed, n: int) -> list:
-    """Each level's seed, drawn from `seed` (all None: evaluation mode)."""
-    seed = check_seed(seed)
-    return [None] * n if seed is None else [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]

@@ -91,6 +91,14 @@ def check_seed(seed):
     return None if seed is None else int(seed)
 
 
+def spawn(seed, n: int) -> list:
+    """n seeds drawn from `seed`, for the n parts of a run that draw masks of
+    their own (an encoder–decoder's parts, a tree's levels, a batch's shards);
+    all None when `seed` is None (evaluation mode)."""
+    seed = check_seed(seed)
+    return [None] * n if seed is None else [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
+
+
 def masks(rec, tau: int, batch: int, seed: int, dtype) -> dict[int, np.ndarray]:
     """Each site's mask for a run: 0 where a unit is dropped, 1/(1-p) where kept.
     Site k draws from its own stream of `seed`, always in float32, so the masks
