@@ -247,8 +247,8 @@ def _command(sub, name, fn, help, tau=None, batch=False):
                        help="number of steps" + (" (required)" if tau is True else ""))
     if batch:
         s.add_argument("--batch", type=argtypes.positive, default=2, help="sequences per batch")
-        s.add_argument("--seed", type=argtypes.natural, default=0,
-                       help="random seed of the params, the data and dropout's masks")
+        s.add_argument("--seed", type=argtypes.natural, default=0, help="random seed of the params and the data" +
+                       (", and of dropout's masks (checked in training mode)" if name == "check" else ""))
     s.set_defaults(fn=fn)
     return s
 
