@@ -88,6 +88,8 @@ def test_the_builder_writes_the_same_model():
     ("dropout(mean(x[t]), 0.5)", r"drops the units of a vector; `mean\(x\[t\]\)` is a scalar"),
     ("dropout(x[t], 0.5, same=True)", r"dropout\(\) takes no keyword argument `same`"),
     ("dropout(x[t], 0.5, variational=1)", r"`variational=` takes True or False"),
+    ("dropout(x[t], 0.5, variational=True, variational=False)", r"`variational=` is given twice"),
+    ("dropout(x[t], 0.5, **k)", r"dropout\(\) takes no \*\* arguments"),
     ("dropout(x[t])", r"dropout\(\) takes 2 arguments, got 1"),
     ("tanh(x[t], variational=True)", r"tanh\(\) takes no keyword argument `variational`"),
 ])

@@ -304,7 +304,9 @@ class _Parser:
                            f"{f}() takes no ** arguments", usage)
             if not (isinstance(kw.value, ast.Constant) and type(kw.value.value) is bool):
                 self.error(kw.value, f"`{kw.arg}=` takes True or False", f"{kw.arg}=True")
-            if kw.value.value and kw.arg not in on:
+            if sum(k.arg == kw.arg for k in node.keywords) > 1:
+                self.error(kw, f"`{kw.arg}=` is given twice", usage)
+            if kw.value.value:
                 on.append(kw.arg)
         return tuple(on)
 
