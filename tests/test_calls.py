@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,42 @@ def test_vjp_refuses_unknown_outputs_and_bad_shapes(cache):
         fn.vjp(run.params, run.inputs, {"q": np.zeros((3, 2, 3))})
     with pytest.raises(uf.InputError, match=r"expected floats of shape \[3, 2, 3\]"):
         fn.vjp(run.params, run.inputs, {"h": np.zeros((3, 2))})
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", ["lstm", "birnn", "dropout"])
+def test_forward_vjp_pulls_back_what_vjp_computes(name, target, cache):
+    """The forward pass once, its values kept: the values are fn(...)'s, the pullback fn.vjp's,
+    with lengths, truncation and (training mode) dropout."""
+    fn = compiled(name, target, cache)
+    run = replace(random_run(fn.rec, 5, 3, seed=6), lengths=np.array([5, 2, 4]), seed=4)
+    kw = run.kwargs()
+    outputs = [s.name for s in fn.rec.of_role(uf.Role.STATE)] + ["loss"]
+    values, pullback = fn.forward_vjp(run.params, run.inputs, outputs, run.targets, truncate=2, **kw)
+    want = fn(run.params, run.inputs, run.targets, **kw)
+    assert set(values) == set(want) and all(np.array_equal(values[k], want[k]) for k in want)
+    rng = np.random.default_rng(1)
+    cot = {k: rng.normal(size=want[k].shape) for k in outputs if k != "loss"} | {"loss": 0.5}
+    wanted = fn.vjp(run.params, run.inputs, cot, run.targets, truncate=2, **kw)
+    for grads in (pullback(cot), pullback(cot)):   # twice: the same
+        assert set(grads) == set(wanted)
+        for k in wanted:
+            np.testing.assert_allclose(grads[k], wanted[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_forward_vjp_runs_the_forward_again_once_its_values_are_overwritten(cache):
+    fn = compiled("lstm", "cpu", cache)
+    first, second = random_run(fn.rec, 4, 2, seed=1), random_run(fn.rec, 4, 2, seed=2)
+    cot = {"h": np.ones((4, 2, 3))}
+    _, pullback = fn.forward_vjp(first.params, first.inputs, ["h"])
+    fn.forward_vjp(second.params, second.inputs, ["h"])   # the same plan: the first's values are gone
+    grads, wanted = pullback(cot), fn.vjp(first.params, first.inputs, cot)
+    for k in wanted:
+        np.testing.assert_allclose(grads[k], wanted[k], rtol=1e-12, err_msg=k)
+    with pytest.raises(uf.InputError, match="this pullback takes h"):
+        pullback({"c": np.ones((4, 2, 3))})
+    with pytest.raises(uf.InputError, match="which is no output"):
+        fn.forward_vjp(first.params, first.inputs, ["q"])
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -2,9 +2,12 @@
 
 Forward: the module's tensors become C-contiguous numpy arrays of the
 compiled dtype and the compiled function runs; its sequences come back as
-tensors.  Backward: PyTorch's cotangents of those sequences go to `fn.vjp`,
-which runs the compiled BPTT and returns the gradients of exactly the params,
-inputs and initial states that need one.  Every state is seeded (zeros when
+tensors.  When a gradient will be asked for, the forward pass keeps its
+values (`fn.forward_vjp`).  Backward: PyTorch's cotangents of those
+sequences go to that pullback (or to `fn.vjp`, which runs the forward pass
+again, if the values were overwritten by another call meanwhile), which runs
+the compiled BPTT and returns the gradients of exactly the params, inputs
+and initial states that need one.  Every state is seeded (zeros when
 PyTorch has none for it), so one call pattern is one compiled variant.
 In training mode (`module.train()`, PyTorch's default) a model with dropout
 draws a seed for its masks from PyTorch's generator at each call (so
@@ -110,6 +113,7 @@ class _Call:
         self.lengths = None if lengths is None else np.asarray(torch.as_tensor(lengths).cpu(), dtype=np.int64)
         self.options = {"tau": tau, "batch": batch}   # to every call; and a `seed` in training mode
         self.device = (list(inputs.values()) + self.tensors + [torch.empty(0)])[0].device
+        self.pullback = None   # the forward pass's, kept for the backward pass
 
     def arrays(self, tensors) -> dict:
         """The compiled function's arguments, from the tensors (as saved for backward)."""
@@ -126,19 +130,31 @@ class _Call:
                 tree[role.get(rec.symbols[key].role, "inputs")][key] = a
         return tree
 
-    def run(self, tensors) -> list:
-        out = self.fn(**self.arrays(tensors), lengths=self.lengths, **self.options)
+    def run(self, tensors, needed) -> list:
+        """The forward pass; its values kept for the backward pass if `needed` asks for a gradient."""
+        wrt = self.wanted(needed)
+        if wrt and torch.is_grad_enabled():
+            out, self.pullback = self.fn.forward_vjp(**self.arrays(tensors), outputs=self.module.computed,
+                                                     lengths=self.lengths, wrt=wrt, **self.options)
+        else:
+            out = self.fn(**self.arrays(tensors), lengths=self.lengths, **self.options)
         return [self.tensor(out[k]) for k in self.module.computed]
+
+    def wanted(self, needed) -> list[str]:
+        return [k for k, need in zip(self.keys, needed) if need and self.differentiable(k)]
 
     def gradients(self, tensors, cotangents, needed) -> list:
         """The gradient of each tensor that needs one (None for the others)."""
-        wrt = [k for k, need in zip(self.keys, needed) if need and self.differentiable(k)]
+        wrt = self.wanted(needed)
         if not wrt:
             return [None] * len(self.keys)
         cots = {k: np.ascontiguousarray(c.detach().to("cpu").numpy(), dtype=self.dtype)
                 for k, c in zip(self.module.computed, cotangents)}
-        grads = self.fn.vjp(**self.arrays(tensors), cotangents=cots, lengths=self.lengths, wrt=wrt,
-                            **self.options)
+        if self.pullback is not None:
+            grads = self.pullback(cots)
+        else:
+            grads = self.fn.vjp(**self.arrays(tensors), cotangents=cots, lengths=self.lengths, wrt=wrt,
+                                **self.options)
         return [self.tensor(grads[k], like=t) if k in grads else None for k, t in zip(self.keys, tensors)]
 
     def differentiable(self, key: str) -> bool:
@@ -167,10 +183,14 @@ class _Run(torch.autograd.Function):
     @staticmethod
     def forward(ctx, call: _Call, *tensors):
         ctx.call = call
-        ctx.save_for_backward(*tensors)   # PyTorch then notices an in-place change before backward
-        return tuple(call.run(tensors))
+        outputs = tuple(call.run(tensors, ctx.needs_input_grad[1:]))
+        # saved, PyTorch notices an in-place change before backward: of an argument, or of an
+        # output (the pullback reads the forward's values from the outputs' memory)
+        ctx.save_for_backward(*tensors, *outputs)
+        return outputs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *cotangents):
-        return (None, *ctx.call.gradients(ctx.saved_tensors, cotangents, ctx.needs_input_grad[1:]))
+        saved = ctx.saved_tensors[:len(ctx.call.keys)]
+        return (None, *ctx.call.gradients(saved, cotangents, ctx.needs_input_grad[1:]))

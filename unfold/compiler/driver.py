@@ -33,7 +33,8 @@ from ..lang.recurrence import Recurrence, canonical
 from . import layout, noise, tied
 from .backend import FLOATS, Backend, backend, check_options
 from .cache import DiskCache, default_cache_dir
-from .calls import Variant, final_states, seed, seed_names, wanted
+from .calls import Variant, final_states, seed_names, wanted
+from .calls import seed as add_cotangents   # `seed` is also the name of a call's dropout seed
 from .calls import cotangents as cotangents_of
 from .passes import lower
 from .stepper import Stepper
@@ -206,6 +207,47 @@ class Compiled:
                                                    seed=seed)
         return self._backward(program, run, bufs, device, truncate, cotangents_of(self.rec, cotangents, run))[1]
 
+    def forward_vjp(self, params, inputs=None, outputs=(), targets=None, init=None, lengths=None, truncate=None,
+                    tau=None, batch=None, wrt=None, seed=None):
+        """(values, pullback): the forward pass's values, as `fn(...)` gives them,
+        and `pullback(cotangents)`, which returns what `fn.vjp` with those
+        cotangents would, running only the backward pass, on the values the
+        forward pass stored.  `outputs`: the names cotangents may be given for
+        (outputs, `loss`).  The pullback reads the arrays given and the values
+        returned: neither may change before it runs.  If another call of this
+        function runs in between (on this thread, with this shape and
+        variant), or the run is on device arrays, the pullback runs the
+        forward pass again."""
+        _check_truncate(truncate)
+        names = seed_names(self.rec, dict.fromkeys(outputs))
+        args = dict(targets=targets, init=init, lengths=lengths, tau=tau, batch=batch, wrt=wrt, seed=seed)
+        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
+                                                   need_targets="loss" in outputs, returned=True, wrt=wrt,
+                                                   seeds=names, seed=seed)
+        if device:   # a device run keeps its values on the device, not in the plan: no pullback of them
+            return self(params, inputs, **{k: v for k, v in args.items() if k != "wrt"}), \
+                lambda cotangents: self.vjp(params, inputs, cotangents, truncate=truncate, **args)
+        loss, _ = self._healing(program, run, lambda k: k.forward(run.tau, run.batch, 0, bufs, False))
+        values = self.backend.outputs(program, bufs, None, run)   # fresh arrays, as fn(...)'s
+        if program.loss and (targets or not self.rec.of_role(Role.TARGET)):
+            values["loss"] = float(loss)
+        plan, thread = layout.plan(program, run, self.workspace()), threading.get_ident()
+        stamp = plan.calls
+
+        def pullback(cotangents):
+            if set(seed_names(self.rec, cotangents)) - set(names) or ("loss" in cotangents) > ("loss" in outputs):
+                raise InputError(f"cotangents for {', '.join(sorted(cotangents))}; this pullback takes "
+                                 f"{', '.join(outputs)} (forward_vjp's outputs)")
+            if plan.calls != stamp or threading.get_ident() != thread:   # the stored values are gone
+                return self.vjp(params, inputs, cotangents, truncate=truncate, **args)
+            given = cotangents_of(self.rec, cotangents, run)
+            with BlasThreads(self.threads):
+                d = layout.adjoints(program, bufs, run, self.workspace(), loss_seed=given.get("loss", 0.0))
+                add_cotangents(program, d, given, run)
+                self.kernels(program, run.tau).backward(run.tau, run.batch, truncate or 0, {**bufs, **d}, False)
+            return tied.fold(self.backend.gradients(program, d, None, run), self.ties, self.rec)
+        return values, pullback
+
     def stepper(self, params, batch: int = 1) -> Stepper:
         """A one-step runner for generation: `step = fn.stepper(params)`, then
         `out, state = step({"x": x_t}, state)` (unfold/compiler/stepper.py)."""
@@ -223,7 +265,7 @@ class Compiled:
             loss, dev = kern.forward(run.tau, run.batch, 0, bufs, device)
             d = layout.adjoints(program, bufs, run, self.workspace(),
                                 loss_seed=given is None or given.get("loss", 0.0))
-            seed(program, d, given or {}, run)
+            add_cotangents(program, d, given or {}, run)
             return loss, d, kern.backward(run.tau, run.batch, truncate or 0, {**bufs, **d}, device), dev
         loss, d, dev, fdev = self._healing(program, run, passes)
         return loss, tied.fold(self.backend.gradients(program, d, dev, run), self.ties, self.rec), fdev

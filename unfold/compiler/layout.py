@@ -44,9 +44,11 @@ class Plan:
         self.lw = [b.name for b in program.buffers if b.layout is Layout.WEIGHTS]
         self.shapes = {b.name: b.dims(T, B) for b in program.buffers}
         self._adjoint = None
+        self.calls = 0   # how many runs it was prepared for: a pullback's check that its values are still here
 
     def prepare(self, run: RunArgs, fresh=()) -> dict[str, np.ndarray]:
         """Every forward buffer; those named in `fresh` are new arrays (returned to the caller)."""
+        self.calls += 1
         bufs = dict(self.arrays)
         for name in fresh:
             bufs[name] = np.empty(self.shapes[name], self.dtype)

@@ -12,9 +12,8 @@ per-sequence input; the decoder runs and gives the loss.  Backward: the
 decoder's BPTT gives the gradient of the loss with respect to the context
 (its `init:<state>` and linked-input gradients); that gradient, placed at
 each sequence's last encoder step, is the cotangent of the encoder's states,
-and the encoder's BPTT (`fn.vjp`) carries it back through the encoder.  The
-encoder's forward pass runs twice (once for the context, once inside its
-vjp): the price of composing two compiled functions instead of fusing them.
+and the encoder's BPTT carries it back through the encoder, on the values
+its forward pass stored (`fn.forward_vjp`).
 A `seed` (training mode: dropout) gives each part a seed of its own, drawn
 from it.
 """
@@ -63,11 +62,11 @@ class CompiledEncoderDecoder:
         decoder's unlinked ones."""
         (pe, xe, le), (pd, xd, ld) = self._split(params, inputs, lengths)
         se, sd = spawn(seed, 2)
-        enc = self.encoder(pe, xe, lengths=le, seed=se)
+        linked = sorted(set(self.ed.links.values()))
+        enc, pullback = self.encoder.forward_vjp(pe, xe, linked, lengths=le, seed=se)
         xd, init = self._context(enc, xd, le)
         loss, gd = self.decoder.value_and_grad(pd, xd, targets, init=init, lengths=ld, seed=sd)
-        cot = self._cotangents(enc, gd, le)
-        ge = self.encoder.vjp(pe, xe, cot, lengths=le, seed=se)
+        ge = pullback(self._cotangents(enc, gd, le))
         grads = {k: v for k, v in gd.items() if k not in self._linked_keys()}
         for k, v in ge.items():
             grads[k] = grads[k] + v if k in grads else v

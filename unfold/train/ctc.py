@@ -38,6 +38,7 @@ import numpy as np
 
 from ..graph.runargs import to_host
 from ..lang.errors import InputError
+from ..lang.ir import Role
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -80,12 +81,14 @@ def ctc_value_and_grad(fn, params: dict, inputs: dict, labels, label_lengths=Non
     own `loss` line and targets are not used).  `lengths` [B] are both the
     model's sequence lengths and CTC's input lengths.  has_aux: (loss, the
     model's outputs) in place of the loss.  seed: training mode (dropout's
-    masks, the same in both passes).  The forward pass runs twice (here
-    and inside fn.vjp, which takes its cotangents before it runs)."""
-    out = to_host(fn(params, inputs, init=init, lengths=lengths, seed=seed))
-    if output not in out:
-        names = ", ".join(sorted(k for k in out if k != "loss"))
-        raise InputError(f"output={output!r} is not an output of `{fn.rec.name}`; its outputs: {names}")
+    masks).  The forward pass runs once: `fn.forward_vjp` keeps its values
+    for the backward pass."""
+    names = sorted(s.name for s in fn.rec.of_role(Role.STATE, Role.INTER))
+    if output not in names:
+        raise InputError(f"output={output!r} is not an output of `{fn.rec.name}`; its outputs: {', '.join(names)}")
+    out, pullback = fn.forward_vjp(params, inputs, [output], init=init, lengths=lengths, truncate=truncate,
+                                   wrt=wrt, seed=seed)
+    out = to_host(out)
     z = np.asarray(out[output])
     if z.ndim != 3:
         raise InputError(f"the output `{output}` has shape {list(z.shape)}; CTC expected per-step logits "
@@ -93,8 +96,7 @@ def ctc_value_and_grad(fn, params: dict, inputs: dict, labels, label_lengths=Non
     loss, dz = ctc_loss(z, labels, lengths, label_lengths, blank=blank, reduction=reduction,
                         zero_infinity=zero_infinity)
     # with reduction="none", dz is the gradient of the sum of the losses
-    grads = fn.vjp(params, inputs, {output: np.ascontiguousarray(dz, dtype=z.dtype)}, init=init,
-                   lengths=lengths, wrt=wrt, truncate=truncate, seed=seed)
+    grads = pullback({output: np.ascontiguousarray(dz, dtype=z.dtype)})
     return ((loss, out) if has_aux else loss), grads
 
 
