@@ -89,7 +89,8 @@ def compile_model(model, target: str, dtype=np.float64, **options):
 
 def check(model, target: str, tau: int, batch: int, seed: int, options: dict) -> bool:
     """Values and gradients of `target` against the step-program interpreter, and
-    float64 finite differences of the whole model; prints the tables."""
+    float64 finite differences of the whole model, in training mode (dropout's
+    masks drawn from `seed`); prints the tables."""
     params, inputs, targets, lengths = random_problem(model, tau, batch, seed)
     shown = ({k: v.tolist() for k, v in lengths.items()} if isinstance(lengths, dict) else
              f"{len(lengths)} trees of {[t.n for t in lengths]} nodes" if isinstance(model, TreeModel) else
@@ -98,9 +99,9 @@ def check(model, target: str, tau: int, batch: int, seed: int, options: dict) ->
     fn = compile_model(model, "numpy" if target == "reference" else target, np.float64, **options)
     ok = True
     if target not in ("reference", "numpy"):
-        ok = _against_interpreter(fn, model, params, inputs, targets, lengths)
-    vg = lambda r, p, i, t, **kw: fn.value_and_grad(p, i, t, lengths=lengths)  # noqa: E731
-    loss = lambda p, i, ini: fn.loss(p, i, targets, lengths=lengths)  # noqa: E731
+        ok = _against_interpreter(fn, model, params, inputs, targets, lengths, seed)
+    vg = lambda r, p, i, t, **kw: fn.value_and_grad(p, i, t, lengths=lengths, seed=seed)  # noqa: E731
+    loss = lambda p, i, ini: fn.loss(p, i, targets, lengths=lengths, seed=seed)  # noqa: E731
     tensors = [(k, params, k) for k in sorted(params)]
     if not isinstance(model, TreeModel):   # a tree's inputs are a list of arrays: its params are probed
         tensors += [(k, inputs, k) for k in sorted(inputs)]
@@ -109,10 +110,10 @@ def check(model, target: str, tau: int, batch: int, seed: int, options: dict) ->
     return ok and all(r.ok for r in rows)
 
 
-def _against_interpreter(fn, model, params, inputs, targets, lengths) -> bool:
+def _against_interpreter(fn, model, params, inputs, targets, lengths, seed) -> bool:
     ref = compile_model(model, "numpy")
-    loss_c, grads_c = fn.value_and_grad(params, inputs, targets, lengths=lengths)
-    loss_r, grads_r = ref.value_and_grad(params, inputs, targets, lengths=lengths)
+    loss_c, grads_c = fn.value_and_grad(params, inputs, targets, lengths=lengths, seed=seed)
+    loss_r, grads_r = ref.value_and_grad(params, inputs, targets, lengths=lengths, seed=seed)
     print(f"{'tensor':<14} {'compiled vs interpreter max rel diff':>38}  ok")
     ok = True
     for key in ["loss", *sorted(grads_r)]:
@@ -129,11 +130,11 @@ class _TreeRun:
     def __init__(self, tf):
         self.tf = tf
 
-    def value_and_grad(self, params, inputs, targets, lengths):
-        return self.tf.value_and_grad(params, lengths, inputs, targets)
+    def value_and_grad(self, params, inputs, targets, lengths, seed=None):
+        return self.tf.value_and_grad(params, lengths, inputs, targets, seed=seed)
 
-    def loss(self, params, inputs, targets, lengths):
-        return self.tf.loss(params, lengths, inputs, targets)
+    def loss(self, params, inputs, targets, lengths, seed=None):
+        return self.tf.loss(params, lengths, inputs, targets, seed=seed)
 
 
 def describe_inputs(model) -> str:
