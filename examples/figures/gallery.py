@@ -60,7 +60,8 @@ FIGURES = [
     Figure("10.6", "Teacher forcing: at train time the hidden units read the previous target y(t-1) "
            "(left); at test time, the model's own previous output o(t-1) (right)",
            [_zoo("teacher"), _own("teacher_test")],
-           lambda train, test: viz.draw_compare([train, test], ["train time", "test time"], view="circuit")),
+           lambda train, test: viz.draw_compare([train, test], ["train time", "test time"], view="circuit"),
+           width=340),
     Figure("10.11", "A bidirectional network: h runs forward in time, g backward, and the output at "
            "step t sees the whole sequence", [_zoo("birnn")], lambda r: viz.draw(r, "unfolded", tau=3),
            width=520),
