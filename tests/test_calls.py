@@ -161,6 +161,10 @@ def test_forward_vjp_runs_the_forward_again_once_its_values_are_overwritten(cach
         pullback({"c": np.ones((4, 2, 3))})
     with pytest.raises(uf.InputError, match="which is no output"):
         fn.forward_vjp(first.params, first.inputs, ["q"])
+    with pytest.raises(uf.InputError, match="outputs names what the pullback takes"):
+        fn.forward_vjp(first.params, first.inputs, [])
+    values, pullback = fn.forward_vjp(first.params, first.inputs, "h")   # one name
+    np.testing.assert_allclose(pullback(cot)["Wi"], wanted["Wi"], rtol=1e-12)
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -324,3 +324,35 @@ def test_a_users_name_like_a_masks_does_not_collide():
         assert abs(got[0] - want[0]) < 1e-12 and set(got[1]) == set(want[1])
         for k in want[1]:
             np.testing.assert_allclose(got[1][k], want[1][k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("target", ["numpy", "cpu"])
+def test_dropout_and_a_transposed_param_with_every_gradient(target):
+    """The default wrt ("all") spelled out without the masks must still ask for W's derived transpose."""
+    text = ELMAN.replace("U = param(H, D)", "U = param(D, H)").replace("U @ dropout(x[t], 0.3)",
+                                                                     "U.T @ dropout(x[t], 0.3)")
+    rec = uf.parse(text)
+    _, params, x, y = problem(7)
+    params["U"] = np.ascontiguousarray(params["U"].T)
+    for seed in (None, 3):
+        want = uf.value_and_grad(rec, params, {"x": x}, {"y": y}, seed=seed)
+        got = uf.compile(rec, target=target).value_and_grad(params, {"x": x}, {"y": y}, seed=seed)
+        assert set(got[1]) == set(want[1])
+        for k in want[1]:
+            np.testing.assert_allclose(got[1][k], want[1][k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_the_torch_module_pulls_back_without_a_second_forward_pass(monkeypatch):
+    torch = pytest.importorskip("torch")
+    rec, params, x, y = problem()
+    module = uf.to_torch(rec, params, dtype=np.float64, outputs="o")
+    fn = module.compiled(np.float64)
+    want = fn.vjp(params, {"x": x}, {"o": np.ones((6, 4, 5))}, seed=1)
+    monkeypatch.setattr(fn, "vjp", lambda *a, **k: pytest.fail("the forward pass ran again"))
+    xt = torch.tensor(x, requires_grad=True)
+    module(xt, seed=1).sum().backward()
+    np.testing.assert_allclose(module.params["W"].grad.numpy(), want["W"], rtol=1e-12)
+    np.testing.assert_allclose(xt.grad.numpy(), want["x"], rtol=1e-12)
+    monkeypatch.setattr(fn, "forward_vjp", lambda *a, **k: pytest.fail("no values to keep under no_grad"))
+    with torch.no_grad():
+        module(xt)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unfold import seq2seq, seqloss, tree
+from unfold import ModelError, seq2seq, seqloss, tree
 from unfold.tools.composite import random_problem
 
 MODELS = Path(__file__).resolve().parent.parent / "examples" / "models"
@@ -83,3 +83,11 @@ def test_a_tree_net_with_dropout(tmp_path):
         pytest.approx(tree.compile(plain, target="cpu").loss(params, trees, {"x": xs}, labels), rel=1e-12)
     assert_finite_differences(lambda p: tf.loss(p, trees, {"x": xs}, labels, seed=8), grads, params,
                               ["Wl", "Wr", "U", "V"])
+
+
+def test_a_tree_net_refuses_variational_dropout(tmp_path):
+    net, _ = model(tree, "recursive", [("U @ x[n]", "U @ dropout(x[n], 0.3, variational=True)")], tmp_path,
+                   H=4, D=3, K=2)
+    with pytest.raises(ModelError, match="variational dropout .* has no meaning in a tree network") as e:
+        tree.compile(net, target="numpy")
+    assert e.value.loc is not None and e.value.expected

@@ -121,6 +121,9 @@ def test_dropout_is_written_on_its_edge():
     c = unfold.circuit(load("dropout"))
     assert c.edges["h", "r", 0]["dropout"] == ((0.25, True),)
     assert c.edges["h", "logits", 0] == {"delay": 0, "params": ("Vo",), "dropout": ((0.5, False),)}
+    partly = unfold.parse("H = dim(2)\nx = input(H)\nW = param(H, H)\nU = param(H, H)\nh = state(H, init=0)\n"
+                          "h[t] = tanh(W @ dropout(h[t-1], 0.5) + U @ h[t-1] + x[t])\n")
+    assert unfold.circuit(partly).edges["h", "h", 0]["dropout"] == (), "only one of two paths is dropped"
     _, edges = statements(viz.draw(load("dropout"), view="circuit"))
     assert len([e for e in edges if r'label="Emb\ndropout 0.25 (variational)"' in e[2]]) == 1
     _, edges = statements(viz.draw(load("dropout"), view="unfolded", tau=2))

@@ -114,6 +114,7 @@ class _Call:
         self.options = {"tau": tau, "batch": batch}   # to every call; and a `seed` in training mode
         self.device = (list(inputs.values()) + self.tensors + [torch.empty(0)])[0].device
         self.pullback = None   # the forward pass's, kept for the backward pass
+        self.recording = torch.is_grad_enabled()   # read here: a Function's forward runs with grad mode off
 
     def arrays(self, tensors) -> dict:
         """The compiled function's arguments, from the tensors (as saved for backward)."""
@@ -133,7 +134,7 @@ class _Call:
     def run(self, tensors, needed) -> list:
         """The forward pass; its values kept for the backward pass if `needed` asks for a gradient."""
         wrt = self.wanted(needed)
-        if wrt and torch.is_grad_enabled():
+        if wrt and self.recording:
             out, self.pullback = self.fn.forward_vjp(**self.arrays(tensors), outputs=self.module.computed,
                                                      lengths=self.lengths, wrt=wrt, **self.options)
         else:

@@ -136,13 +136,16 @@ class Compiled:
             self._local.ws = {}
         return self._local.ws
 
+    def _on_device(self, *trees) -> bool:
+        """Does a call run on device arrays (any of its arrays is one, on a target that takes them)?"""
+        return self.backend.device_arrays and any(is_device_array(v) for t in trees if t for v in t.values())
+
     def _prepare(self, params, inputs, targets, init, lengths, tau, batch, need_targets=True, returned=False,
                  wrt=None, seeds=(), seed=None):
         """The checked run, its step program, its buffers, and whether it runs on
         device arrays (then the params and initial states, packed on the host,
         are copied there; the sequences stay put)."""
-        device = self.backend.device_arrays and any(
-            is_device_array(v) for tree in (params, inputs, targets, init) if tree for v in tree.values())
+        device = self._on_device(params, inputs, targets, init)
         if device:
             params, init = to_host(params), to_host(init)
         run = RunArgs.check(self.rec, params, inputs, targets, init, lengths, tau, batch, strict=True,
@@ -150,7 +153,8 @@ class Compiled:
                             seed=seed)
         run = dataclasses.replace(run, params=tied.expand(run.params, self.ties),
                                   inputs=noise.inputs(run, self.masks, self.workspace()))
-        grads = noise.wanted(tied.wanted(wanted(self.rec, wrt), self.ties), self.rec, self.masks)
+        # "all" spelled out without the masks (noise), then with a param's derived transpose (tied)
+        grads = tied.wanted(noise.wanted(wanted(self.rec, wrt), self.rec, self.masks), self.ties)
         program = self.program(run.mask is not None, grads, seeds)
         fresh = layout.output_buffers(program) if returned else ()
         return run, program, layout.prepare(program, run, self.workspace(), fresh), device
@@ -219,14 +223,14 @@ class Compiled:
         variant), or the run is on device arrays, the pullback runs the
         forward pass again."""
         _check_truncate(truncate)
-        names = seed_names(self.rec, dict.fromkeys(outputs))
+        outputs, names = _outputs(self.rec, outputs)
         args = dict(targets=targets, init=init, lengths=lengths, tau=tau, batch=batch, wrt=wrt, seed=seed)
-        run, program, bufs, device = self._prepare(params, inputs, targets, init, lengths, tau, batch,
-                                                   need_targets="loss" in outputs, returned=True, wrt=wrt,
-                                                   seeds=names, seed=seed)
-        if device:   # a device run keeps its values on the device, not in the plan: no pullback of them
+        if self._on_device(params, inputs, targets, init):   # its values stay on the device, not in a plan
             return self(params, inputs, **{k: v for k, v in args.items() if k != "wrt"}), \
-                lambda cotangents: self.vjp(params, inputs, cotangents, truncate=truncate, **args)
+                lambda cotangents: self.vjp(params, inputs, _taken(cotangents, outputs), truncate=truncate, **args)
+        run, program, bufs, _ = self._prepare(params, inputs, targets, init, lengths, tau, batch,
+                                              need_targets="loss" in outputs, returned=True, wrt=wrt, seeds=names,
+                                              seed=seed)
         loss, _ = self._healing(program, run, lambda k: k.forward(run.tau, run.batch, 0, bufs, False))
         values = self.backend.outputs(program, bufs, None, run)   # fresh arrays, as fn(...)'s
         if program.loss and (targets or not self.rec.of_role(Role.TARGET)):
@@ -235,9 +239,7 @@ class Compiled:
         stamp = plan.calls
 
         def pullback(cotangents):
-            if set(seed_names(self.rec, cotangents)) - set(names) or ("loss" in cotangents) > ("loss" in outputs):
-                raise InputError(f"cotangents for {', '.join(sorted(cotangents))}; this pullback takes "
-                                 f"{', '.join(outputs)} (forward_vjp's outputs)")
+            _taken(cotangents, outputs)
             if plan.calls != stamp or threading.get_ident() != thread:   # the stored values are gone
                 return self.vjp(params, inputs, cotangents, truncate=truncate, **args)
             given = cotangents_of(self.rec, cotangents, run)
@@ -299,6 +301,22 @@ class Compiled:
             self._kernels = {k: v for k, v in self._kernels.items() if v is not kern}
             with BlasThreads(self.threads):
                 return passes(self.kernels(program, run.tau))
+
+
+def _outputs(rec: Recurrence, outputs) -> tuple[list, list]:
+    """forward_vjp's `outputs` (a name, or names) as a list, and those of them that are not `loss`."""
+    outputs = [outputs] if isinstance(outputs, str) else list(outputs)
+    if not outputs:
+        raise InputError("forward_vjp: outputs names what the pullback takes cotangents for (outputs, loss)")
+    return outputs, seed_names(rec, dict.fromkeys(outputs))
+
+
+def _taken(cotangents, outputs: list):
+    """`cotangents`, checked: for some of `outputs` only (what a pullback was made for)."""
+    if not isinstance(cotangents, dict) or set(cotangents) - set(outputs):
+        raise InputError(f"cotangents for {', '.join(map(str, cotangents)) if isinstance(cotangents, dict) else '?'}"
+                         f"; this pullback takes {', '.join(outputs)} (forward_vjp's outputs): a dict of those")
+    return cotangents
 
 
 def _check_truncate(truncate):

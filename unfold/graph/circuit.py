@@ -7,7 +7,7 @@ Nodes are inputs, targets, states, intermediates and the loss (kind and shape
 as attributes).  An edge u -> v means v's equation reads u; `delay` is how
 many steps back (forward for a backward state), `params` the params
 between them on that path (the W on the textbook's arrow) and `dropout` the
-(p, variational) of each dropout on it.
+(p, variational) of each dropout on every such path.
 """
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def circuit(rec: Recurrence) -> nx.MultiDiGraph:
             key = (r.name, abs(r.offset or 0))
             edges.setdefault(key, [])
             edges[key] += [p for p in via if p not in edges[key]]
-            dropped.setdefault(key, [])
-            dropped[key] += [d for d in drops if d not in dropped[key]]
+            # a dropout on every path of the edge (one that only some paths pass is not the edge's)
+            dropped[key] = [d for d in dropped.get(key, drops) if d in drops]
         for (u, delay), via in edges.items():
             g.add_edge(u, name, delay=delay, params=tuple(via), dropout=tuple(dropped[u, delay]))
         g.nodes[name]["params"] = tuple(dict.fromkeys(p for p in params_direct

@@ -41,6 +41,7 @@ from ..compiler.driver import Compiled
 from ..compiler.driver import compile as compile_cell
 from ..lang.errors import InputError, ModelError
 from ..lang.ir import Role
+from ..lang.ops.dropout import sites as dropout_sites
 from ..lang.ops.dropout import spawn
 from .model import TreeModel
 from .trees import TreeBatch
@@ -69,6 +70,11 @@ class TreeCompiled:
             if (inputs[c].shape or (1,)) != self.width:
                 raise ModelError(f"the child input `{c}` has shape {list(inputs[c].shape or (1,))}, but the "
                                  f"state `{state}` it reads has {list(self.width)}", loc=inputs[c].loc)
+        variational = [c for c in dropout_sites(rec) if c.attrs[1]]
+        if variational:   # a level is one call of one step: its rows are nodes, not sequences
+            raise ModelError("variational dropout (one mask per sequence, the same at every step) has no "
+                             "meaning in a tree network, whose steps are its nodes", loc=variational[0].loc,
+                             expected="dropout(v, p): a mask of its own at every node")
         self.node_inputs = {n: s for n, s in inputs.items() if n not in self.children}
         self.params = [s.name for s in rec.of_role(Role.PARAM)]
         self.target = fn.target
