@@ -155,3 +155,28 @@ def test_jax_missing_extra_names_it(monkeypatch):
     rec = uf.load(uf.zoo_path("gru")).bind(H=H, D=D)
     with pytest.raises(uf.UnfoldError, match=r"needs JAX.*unfold-rnn\[jax\]"):
         to_jax(rec)
+
+
+def test_a_gradient_runs_the_forward_pass_once(monkeypatch):
+    """The forward pass keeps its values for the backward pass (fn.forward_vjp): under jit and grad,
+    fn.vjp (the forward pass again) is not called; once the pullback is gone it is, and agrees."""
+    import jax
+    import jax.numpy as jnp
+    from unfold.bridges import jax as bridge
+    rec = uf.load(uf.zoo_path("gru")).bind(H=4, D=3)
+    f = uf.to_jax(rec)
+    params = {k: v.astype(np.float32) for k, v in rec.init_params(seed=0).items()}
+    x = np.random.default_rng(0).normal(size=(5, 2, 3)).astype(np.float32)
+    loss = jax.jit(jax.grad(lambda p, x: jnp.sum(f(p, x) ** 2), argnums=(0, 1)))
+    want = loss(params, x)
+    from unfold.compiler.driver import Compiled
+    vjp, calls = Compiled.vjp, []
+    monkeypatch.setattr(Compiled, "vjp", lambda self, *a, **k: calls.append(1) or vjp(self, *a, **k))
+    got = loss(params, x)
+    assert not calls
+    monkeypatch.setattr(bridge, "KEPT", 0)   # nothing kept: the backward pass runs the forward again
+    again = jax.jit(jax.grad(lambda p, x: jnp.sum(f(p, x) ** 2), argnums=(0, 1)))(params, x)
+    assert calls
+    for g in (got, again):
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(want)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)

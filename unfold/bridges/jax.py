@@ -11,13 +11,18 @@ callbacks run once per mapped element, one after another
 (`vmap_method="sequential"`): correct for any `in_axes`, params included, but
 no faster than a loop; for speed put the examples in the batch axis B.
 Double differentiation (a Hessian) is not available: the backward pass is a
-callback, not JAX code.  Dropout is on when `f` is given a PRNG key
+callback, not JAX code.  The forward pass of a gradient keeps its values
+(`fn.forward_vjp`) under a token its residuals carry, so the backward pass
+runs only the backward kernels; a token no longer held (the last few are) or
+values overwritten meanwhile make it run the forward pass again.  Dropout is on when `f` is given a PRNG key
 (`f(params, x, key=key)`, training mode: the masks are drawn from it, the
 same in the forward and the backward pass) and off without one.
 """
 from __future__ import annotations
 
+import collections
 import functools
+import threading
 
 import numpy as np
 
@@ -27,6 +32,11 @@ from ..lang.ir import Role
 from ..lang.recurrence import Recurrence
 from .common import check_params, output_names
 from ..lang.extras import require
+
+
+#: pullbacks kept for backward passes to come: a gradient's forward and backward run one after the
+#: other, and each held pullback holds its forward's arrays
+KEPT = 4
 
 
 def to_jax(rec: Recurrence, target: str = "cpu", outputs=None, **compile_options):
@@ -66,6 +76,8 @@ class _Host:
         self.rec, self.target, self.options = rec, target, options
         self.names, self.single = outputs
         self._compiled = {}
+        self._pullbacks: collections.OrderedDict = collections.OrderedDict()   # token -> a forward's pullback
+        self._next, self._lock = 0, threading.Lock()
         self.fn(np.float32)   # a bad target or option fails here, not inside a trace
 
     def fn(self, dtype):
@@ -108,14 +120,18 @@ class _Host:
                                       lengths, seed, vmap_method="sequential")
 
     def primal_and_residuals(self, params, inputs, init, lengths, seed):
-        return self.primal(params, inputs, init, lengths, seed), (params, inputs, init, lengths, seed)
+        forward = functools.partial(self.forward_kept, self.dtype(params))
+        shapes = self.output_shapes(params, inputs) + (self.jax.ShapeDtypeStruct((), np.int32),)
+        *out, token = self.jax.pure_callback(forward, shapes, params, inputs, init, lengths, seed,
+                                             vmap_method="sequential")
+        return tuple(out), (params, inputs, init, lengths, seed, token)
 
     def backward(self, residuals, cotangents):
-        params, inputs, init, lengths, seed = residuals
+        params, inputs, init, lengths, seed, token = residuals
         shapes = self.jax.tree.map(lambda a: self.jax.ShapeDtypeStruct(a.shape, a.dtype), (params, inputs, init))
         gradients = functools.partial(self.gradients, self.dtype(params))
-        grads = self.jax.pure_callback(gradients, shapes, params, inputs, init, lengths, seed, tuple(cotangents),
-                                       vmap_method="sequential")
+        grads = self.jax.pure_callback(gradients, shapes, params, inputs, init, lengths, seed, token,
+                                       tuple(cotangents), vmap_method="sequential")
         # lengths and the seed are integers: their cotangents are float0 zeros (None when there are none)
         none = [None if a is None else np.zeros(a.shape, self.jax.dtypes.float0) for a in (lengths, seed)]
         return (*grads, *none)
@@ -139,13 +155,32 @@ class _Host:
         out = self.fn(dtype)(**args)
         return tuple(np.ascontiguousarray(out[k]) for k in self.names)
 
-    def gradients(self, dtype, params, inputs, init, lengths, seed, cotangents):
+    def forward_kept(self, dtype, params, inputs, init, lengths, seed):
+        """The forward pass of a gradient: its outputs, and the token of its pullback."""
+        args = self.arguments(dtype, params, inputs, init, lengths, seed)
+        # copies: the pullback reads them after this callback, and JAX may reuse the buffers it lent it
+        args = {k: {n: np.array(a) for n, a in v.items()} if isinstance(v, dict) else v for k, v in args.items()}
+        out, pullback = self.fn(dtype).forward_vjp(outputs=self.names, wrt=self.wrt(args), **args)
+        with self._lock:
+            token = self._next = (self._next + 1) % 2 ** 31
+            self._pullbacks[token] = pullback
+            while len(self._pullbacks) > KEPT:
+                self._pullbacks.popitem(last=False)
+        return (*(np.ascontiguousarray(out[k]) for k in self.names), np.int32(token))
+
+    def wrt(self, args: dict) -> list[str]:
+        """Every param, input and initial state given: JAX asks for the cotangents of all."""
+        return [s.name for s in self.rec.of_role(Role.PARAM) if s.name in args["params"]] + \
+            list(args["inputs"]) + [f"init:{k}" for k in args["init"]]
+
+    def gradients(self, dtype, params, inputs, init, lengths, seed, token, cotangents):
         args = self.arguments(dtype, params, inputs, init, lengths, seed)
         fn = self.fn(dtype)
         cots = {k: np.ascontiguousarray(c, dtype=dtype) for k, c in zip(self.names, cotangents)}
-        wrt = [s.name for s in self.rec.of_role(Role.PARAM) if s.name in params] + \
-            list(args["inputs"]) + [f"init:{k}" for k in init]
-        grads = fn.vjp(cotangents=cots, wrt=wrt, **args) if wrt else {}
+        wrt = self.wrt(args)
+        with self._lock:   # taken: its arrays freed once used (a second backward runs the forward again)
+            pullback = self._pullbacks.pop(int(token), None)
+        grads = {} if not wrt else pullback(cots) if pullback else fn.vjp(cotangents=cots, wrt=wrt, **args)
         zero = lambda k, a: np.zeros(np.shape(a), dtype)   # noqa: E731 (consts and targets: none)
         return ({k: grads.get(k, zero(k, a)) for k, a in params.items()},
                 {k: grads.get(k, zero(k, a)) for k, a in inputs.items()},
