@@ -5,18 +5,19 @@
     jax.jit(jax.grad(loss))(params, x)               # the compiled BPTT computes the gradient
 
 `f` is a `jax.custom_vjp`: its forward pass is a `jax.pure_callback` into the
-compiled kernels on the host, its backward pass another into `fn.vjp`, so it
-works under `jit`, `grad`, `vjp` and `value_and_grad`.  Under `vmap` the
-callbacks run once per mapped element, one after another
-(`vmap_method="sequential"`): correct for any `in_axes`, params included, but
-no faster than a loop; for speed put the examples in the batch axis B.
-Double differentiation (a Hessian) is not available: the backward pass is a
-callback, not JAX code.  The forward pass of a gradient keeps its values
-(`fn.forward_vjp`) under a token its residuals carry, so the backward pass
-runs only the backward kernels; a token no longer held (the last few are) or
-values overwritten meanwhile make it run the forward pass again.  Dropout is on when `f` is given a PRNG key
-(`f(params, x, key=key)`, training mode: the masks are drawn from it, the
-same in the forward and the backward pass) and off without one.
+compiled kernels on the host, its backward pass another into the backward
+kernels, so it works under `jit`, `grad`, `vjp` and `value_and_grad`.  The
+forward pass of a gradient keeps its values (`fn.forward_vjp`) under a token
+its residuals carry, so the backward pass runs only the backward kernels; a
+token no longer held (the last few are) or values overwritten meanwhile make
+it run the forward pass again (`fn.vjp`).  Under `vmap` the callbacks run
+once per mapped element, one after another (`vmap_method="sequential"`):
+correct for any `in_axes`, params included, but no faster than a loop; for
+speed put the examples in the batch axis B.  Double differentiation (a
+Hessian) is not available: the backward pass is a callback, not JAX code.
+Dropout is on when `f` is given a PRNG key (`f(params, x, key=key)`,
+training mode: the masks are drawn from it, the same in the forward and the
+backward pass) and off without one.
 """
 from __future__ import annotations
 
