@@ -39,12 +39,17 @@ def wanted(rec: Recurrence, wrt) -> frozenset | None:
     if isinstance(wrt, str) and wrt == "params":
         return frozenset(s.name for s in rec.of_role(Role.PARAM))
     names = [wrt] if isinstance(wrt, str) else list(wrt)
-    known = {s.name for s in rec.of_role(Role.PARAM, Role.INPUT)} | {f"init:{s.name}" for s in rec.states}
+    known = every_gradient(rec)
     for name in names:
         if name not in known:
             raise InputError(f"wrt={name!r} is not a param, an input or an initial state of `{rec.name}`; "
                              f"expected \"params\", \"all\" or names from: {', '.join(sorted(known))}")
     return frozenset(names)
+
+
+def every_gradient(rec: Recurrence) -> frozenset:
+    """The gradients a call may ask for: params, inputs and `init:<state>`s."""
+    return frozenset(s.name for s in rec.of_role(Role.PARAM, Role.INPUT)) | {f"init:{s.name}" for s in rec.states}
 
 
 def seed_names(rec: Recurrence, given) -> list[str]:

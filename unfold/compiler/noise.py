@@ -20,6 +20,7 @@ from ..lang import elementwise as ew
 from ..lang.ir import Call, Read, Role, Symbol, transform
 from ..lang.ops import EW, dropout
 from ..lang.recurrence import Recurrence
+from .calls import every_gradient
 
 PREFIX = "dropout_mask"
 
@@ -74,9 +75,7 @@ def inputs(run, masks: dict[str, tuple[int, tuple]], ws: dict) -> dict:
 def wanted(names, rec: Recurrence, masks: dict):
     """The gradients to compute: every one the user may ask for when `names` is
     None (all), but never a mask's."""
-    if names is not None or not masks:
-        return names
-    return frozenset(s.name for s in rec.of_role(Role.PARAM, Role.INPUT)) | {f"init:{s.name}" for s in rec.states}
+    return names if names is not None or not masks else every_gradient(rec)
 
 
 __all__ = ["lower", "inputs", "wanted"]
